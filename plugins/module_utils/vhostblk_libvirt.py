@@ -1,0 +1,102 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright: (c) 2026, vhost-blk fleet contributors
+"""Thin, lazily imported access to libvirt-python.
+
+The libvirt binding is imported on first use only, so the modules load (and
+their unit tests run) on machines without it.  Tests put a fake ``libvirt``
+module into ``sys.modules``.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import traceback
+
+from ansible_collections.vhostblk.fleet.plugins.module_utils.vhostblk_domain import (
+    VhostBlkError, parse_xml,
+)
+
+# Fallbacks for virDomainXMLFlags, should the binding lack the names.
+XML_SECURE = 1
+XML_INACTIVE = 2
+
+
+class LibvirtMissing(Exception):
+    """libvirt-python is not installed; ``traceback`` says why."""
+
+    def __init__(self, trace):
+        super(LibvirtMissing, self).__init__('libvirt-python is not importable')
+        self.traceback = trace
+
+
+def import_libvirt():
+    try:
+        import libvirt  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        raise LibvirtMissing(traceback.format_exc())
+    return libvirt
+
+
+def flag(libvirt, name, default):
+    return getattr(libvirt, 'VIR_DOMAIN_XML_' + name, default)
+
+
+def connect(uri, readonly=False):
+    """Open a libvirt connection (raises LibvirtMissing or VhostBlkError)."""
+    libvirt = import_libvirt()
+    try:
+        if readonly:
+            return libvirt.openReadOnly(uri)
+        return libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        raise VhostBlkError('Cannot connect to libvirt at %s: %s' % (uri, exc))
+
+
+def lookup(conn, name):
+    libvirt = import_libvirt()
+    try:
+        return conn.lookupByName(name)
+    except libvirt.libvirtError as exc:
+        raise VhostBlkError('Domain %s not found: %s' % (name, exc))
+
+
+def inactive_xml(dom, secure=True):
+    """Persistent definition of a domain (with secrets when ``secure``)."""
+    libvirt = import_libvirt()
+    flags = flag(libvirt, 'INACTIVE', XML_INACTIVE)
+    if secure:
+        flags |= flag(libvirt, 'SECURE', XML_SECURE)
+    return dom.XMLDesc(flags)
+
+
+def live_xml(dom):
+    return dom.XMLDesc(0)
+
+
+def define(conn, xml_text):
+    """Define a domain; returns the new domain object."""
+    libvirt = import_libvirt()
+    try:
+        return conn.defineXML(xml_text)
+    except libvirt.libvirtError as exc:
+        raise VhostBlkError('libvirt refused the new definition: %s' % exc)
+
+
+def other_domains(conn, exclude_name):
+    """(name, parsed inactive XML) of every other domain; unreadable ones are skipped."""
+    libvirt = import_libvirt()
+    result = []
+    try:
+        domains = conn.listAllDomains(0)
+    except libvirt.libvirtError:
+        return result
+    for dom in domains:
+        try:
+            name = dom.name()
+            if name == exclude_name:
+                continue
+            result.append((name, parse_xml(inactive_xml(dom, secure=False))))
+        except (libvirt.libvirtError, VhostBlkError):
+            continue
+    return result

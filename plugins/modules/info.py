@@ -1,0 +1,305 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: GPL-2.0-or-later
+# Copyright: (c) 2026, vhost-blk fleet contributors
+# GNU General Public License v2.0 or later (see https://www.gnu.org/licenses/gpl-2.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: info
+short_description: Gather facts about vhost-blk on a hypervisor
+version_added: 0.1.0
+description:
+  - Reports the state of the C(vhost_blk) kernel module, its dkms state for every installed
+    kernel, the users of C(/dev/vhost-blk), whether the installed QEMU has the
+    C(vhost-blk-pci) device, libvirt's device ACL for it and the vhost-blk disks of libvirt
+    domains.
+  - Changes nothing. The results are returned as module return values; register them (this is
+    an info module, it does not set C(ansible_facts)).
+author:
+  - vhost-blk fleet contributors
+requirements:
+  - libvirt-python for the O(domains) part; without it that part is skipped with a note.
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+options:
+  domains:
+    description:
+      - Read the vhost-blk disks of the libvirt domains.
+    type: bool
+    default: true
+  uri:
+    description:
+      - libvirt connection URI (opened read-only).
+    type: str
+    default: qemu:///system
+  qemu_binary:
+    description:
+      - QEMU binary to ask for its devices, a name looked up in E(PATH) or an absolute path.
+    type: str
+    default: qemu-system-x86_64
+seealso:
+  - module: vhostblk.fleet.disk
+'''
+
+EXAMPLES = r'''
+- name: Gather vhost-blk facts
+  vhostblk.fleet.info:
+  register: vblk
+
+- name: Every installed kernel must have the module built by dkms
+  ansible.builtin.assert:
+    that: vblk.dkms.kernels | dict2items | rejectattr('value.state', 'eq', 'installed') | list | length == 0
+    fail_msg: "dkms has no vhost-blk for some kernel: {{ vblk.dkms.kernels }}"
+
+- name: Host facts only, without asking libvirt
+  vhostblk.fleet.info:
+    domains: false
+'''
+
+RETURN = r'''
+module:
+  description: The C(vhost_blk) kernel module, from C(/sys/module/vhost_blk).
+  returned: always
+  type: dict
+  contains:
+    loaded:
+      description: Module loaded and live.
+      type: bool
+    version:
+      description: MODULE_VERSION of the loaded module.
+      type: str
+      sample: 0.1.0
+    srcversion:
+      description: Source checksum of the loaded module.
+      type: str
+    refcnt:
+      description: Reference count (open devices hold references).
+      type: int
+      sample: 2
+    holders:
+      description: Modules that use this one.
+      type: list
+      elements: str
+    initstate:
+      description: C(live), C(coming) or C(going).
+      type: str
+    parameters:
+      description: Module parameters and their values.
+      type: dict
+kernels:
+  description: Installed kernel releases (from C(/boot/vmlinuz-*), else C(/lib/modules)).
+  returned: always
+  type: list
+  elements: str
+  sample: [6.1.0-26-amd64, 6.12.12+bpo-amd64]
+dkms:
+  description: The dkms state of vhost-blk.
+  returned: always
+  type: dict
+  contains:
+    available:
+      description: Whether the dkms command exists.
+      type: bool
+    entries:
+      description: Parsed lines of C(dkms status vhost-blk).
+      type: list
+      elements: dict
+    kernels:
+      description:
+        - Per installed kernel, C(state) (C(installed), C(built), C(missing), ...), C(version),
+          C(warning) and C(headers) (whether C(/lib/modules/RELEASE/build) exists).
+      type: dict
+      sample: {"6.1.0-26-amd64": {"state": "installed", "version": "0.1.0", "warning": null, "headers": true}}
+    error:
+      description: Error output of dkms, if it failed.
+      type: str
+device:
+  description: The C(/dev/vhost-blk) node and the processes holding it open.
+  returned: always
+  type: dict
+  contains:
+    path:
+      description: Device path.
+      type: str
+      sample: /dev/vhost-blk
+    exists:
+      description: Whether the node exists.
+      type: bool
+    major:
+      description: Major number.
+      type: int
+    minor:
+      description: Minor number.
+      type: int
+    mode:
+      description: Permission bits, octal.
+      type: str
+      sample: '0600'
+    owner:
+      description: Owner of the node.
+      type: str
+    group:
+      description: Group of the node.
+      type: str
+    users:
+      description: Processes with the device open, each with C(pid), C(comm), C(fds) and C(guest).
+      type: list
+      elements: dict
+      sample: [{"pid": 4242, "comm": "qemu-system-x86", "fds": 2, "guest": "vm1"}]
+qemu:
+  description: The QEMU binary and whether it has the C(vhost-blk-pci) device.
+  returned: always
+  type: dict
+  contains:
+    binary:
+      description: Path of the binary, null if not found.
+      type: str
+    present:
+      description: Binary found.
+      type: bool
+    vhost_blk_pci:
+      description: C(-device help) lists C(vhost-blk-pci).
+      type: bool
+    version:
+      description: QEMU version.
+      type: str
+      sample: 7.2.15
+    properties:
+      description: Property names of the C(vhost-blk-pci) device.
+      type: list
+      elements: str
+    error:
+      description: Why the binary could not be asked.
+      type: str
+qemu_conf:
+  description: Settings of C(/etc/libvirt/qemu.conf) that matter to vhost-blk.
+  returned: always
+  type: dict
+  contains:
+    present:
+      description: The file exists.
+      type: bool
+    user:
+      description: C(user) setting.
+      type: str
+    group:
+      description: C(group) setting.
+      type: str
+    cgroup_device_acl:
+      description: C(cgroup_device_acl) list, null when unset (libvirt's default applies).
+      type: list
+      elements: str
+    device_allowed:
+      description: Whether C(/dev/vhost-blk) is in C(cgroup_device_acl).
+      type: bool
+domains:
+  description:
+    - Domains with vhost-blk disks, each with C(name), C(active), C(disks) (persistent
+      definition), C(live_disks) (running domain, else empty) and C(restart_required).
+    - Empty when O(domains=false) or libvirt is not usable (see RV(notes)).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"name": "vm1", "active": true, "restart_required": false,
+            "disks": [{"id": "vblk0", "path": "/srv/vm1.img", "queues": 4}], "live_disks": []}]
+notes:
+  description: Parts that were skipped and why.
+  returned: always
+  type: list
+  elements: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.vhostblk.fleet.plugins.module_utils.vhostblk_domain import (
+    VhostBlkError, parse_xml, public_spec, same_disk, vhostblk_disks,
+)
+from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_host as host
+from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_libvirt as lv
+
+
+def domain_facts(uri):
+    """vhost-blk disks of every libvirt domain that has one."""
+    conn = lv.connect(uri, readonly=True)
+    libvirt = lv.import_libvirt()
+    facts = []
+    for dom in conn.listAllDomains(0):
+        try:
+            name = dom.name()
+            active = bool(dom.isActive())
+            disks = vhostblk_disks(parse_xml(lv.inactive_xml(dom, secure=False)))
+            live = vhostblk_disks(parse_xml(lv.live_xml(dom))) if active else []
+        except (libvirt.libvirtError, VhostBlkError):
+            continue
+        if not disks and not live:
+            continue
+        by_id = dict((disk['id'], disk) for disk in live)
+        restart = active and (
+            len(disks) != len(live) or
+            not all(same_disk(disk, by_id.get(disk['id'])) for disk in disks))
+        facts.append({
+            'name': name, 'active': active, 'restart_required': restart,
+            'disks': [public_spec(disk) for disk in disks],
+            'live_disks': [public_spec(disk) for disk in live],
+        })
+    return sorted(facts, key=lambda item: item['name'])
+
+
+def gather(module, root='/'):
+    def run(argv):
+        exe = argv[0]
+        if '/' not in exe:
+            exe = module.get_bin_path(exe, opt_dirs=['/usr/sbin', '/sbin'])
+        if exe is None:
+            return 127, '', '%s: command not found' % argv[0]
+        return module.run_command([exe] + list(argv[1:]))
+
+    kernels = host.installed_kernels(root)
+    result = {
+        'changed': False,
+        'module': host.module_facts(root),
+        'kernels': kernels,
+        'dkms': host.dkms_facts(run, root, kernels),
+        'device': host.device_facts(root),
+        'qemu': host.qemu_facts(run, module.params['qemu_binary'], root),
+        'qemu_conf': host.qemu_conf_facts(root),
+        'domains': [],
+        'notes': [],
+    }
+    if not result['dkms']['available']:
+        result['notes'].append('dkms is not installed')
+    if not result['qemu']['present']:
+        result['notes'].append('QEMU binary %s not found' % module.params['qemu_binary'])
+    if module.params['domains']:
+        try:
+            result['domains'] = domain_facts(module.params['uri'])
+        except lv.LibvirtMissing:
+            result['notes'].append('libvirt-python is not installed: domains skipped')
+        except VhostBlkError as exc:
+            result['notes'].append('%s: domains skipped' % exc)
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            domains=dict(type='bool', default=True),
+            uri=dict(type='str', default='qemu:///system'),
+            qemu_binary=dict(type='str', default='qemu-system-x86_64'),
+        ),
+        supports_check_mode=True,
+    )
+    module.exit_json(**gather(module))
+
+
+if __name__ == '__main__':
+    main()
