@@ -1,0 +1,100 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Thin wrapper over the /dev/vhost-blk ioctls."""
+
+import fcntl
+import os
+import struct
+
+from . import abi as abimod
+
+DEFAULT_PATH = "/dev/vhost-blk"
+
+
+class VhostBlkDevice:
+    """One open /dev/vhost-blk file descriptor.
+
+    Methods are named after the ioctls. ``OSError`` from the kernel
+    propagates unchanged (errno tells what went wrong).
+    """
+
+    def __init__(self, path=None, abi=None):
+        self.abi = abi or abimod.load()
+        self.path = path or "/dev/" + self.abi.strings.get("VHOST_BLK_DEVICE_NAME", "vhost-blk")
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+
+    def close(self):
+        if self.fd is not None and self.fd >= 0:
+            os.close(self.fd)
+        self.fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _ioctl(self, name, arg=0, mutate=False):
+        req = self.abi.ioctls[name]
+        if mutate:
+            buf = bytearray(arg)
+            fcntl.ioctl(self.fd, req, buf, True)
+            return bytes(buf)
+        return fcntl.ioctl(self.fd, req, arg)
+
+    # standard vhost ------------------------------------------------------
+    def set_owner(self):
+        self._ioctl("VHOST_SET_OWNER")
+
+    def reset_owner(self):
+        self._ioctl("VHOST_RESET_OWNER")
+
+    def get_features(self):
+        return struct.unpack("<Q", self._ioctl("VHOST_GET_FEATURES", bytes(8), True))[0]
+
+    def set_features(self, features):
+        self._ioctl("VHOST_SET_FEATURES", struct.pack("<Q", features))
+
+    def set_mem_table(self, regions):
+        buf = struct.pack(abimod.STD_STRUCTS["vhost_memory"], len(regions), 0)
+        for gpa, size, uaddr in regions:
+            buf += struct.pack(abimod.STD_STRUCTS["vhost_memory_region"], gpa, size, uaddr, 0)
+        self._ioctl("VHOST_SET_MEM_TABLE", buf)
+
+    def set_log_base(self, addr):
+        self._ioctl("VHOST_SET_LOG_BASE", struct.pack("<Q", addr))
+
+    def set_vring_num(self, index, num):
+        self._ioctl("VHOST_SET_VRING_NUM", struct.pack("<II", index, num))
+
+    def set_vring_base(self, index, base):
+        self._ioctl("VHOST_SET_VRING_BASE", struct.pack("<II", index, base))
+
+    def get_vring_base(self, index):
+        out = self._ioctl("VHOST_GET_VRING_BASE", struct.pack("<II", index, 0), True)
+        return struct.unpack("<II", out)[1]
+
+    def set_vring_addr(self, index, desc, used, avail, flags=0, log=0):
+        self._ioctl("VHOST_SET_VRING_ADDR",
+                    struct.pack(abimod.STD_STRUCTS["vhost_vring_addr"],
+                                index, flags, desc, used, avail, log))
+
+    def _vring_file(self, name, index, fd):
+        self._ioctl(name, struct.pack("<Ii", index, fd))
+
+    def set_vring_kick(self, index, fd):
+        self._vring_file("VHOST_SET_VRING_KICK", index, fd)
+
+    def set_vring_call(self, index, fd):
+        self._vring_file("VHOST_SET_VRING_CALL", index, fd)
+
+    def set_vring_err(self, index, fd):
+        self._vring_file("VHOST_SET_VRING_ERR", index, fd)
+
+    # vhost-blk -----------------------------------------------------------
+    def set_backend(self, fd, flags=0):
+        s = self.abi.struct("vhost_blk_backend")
+        self._ioctl("VHOST_BLK_SET_BACKEND", s.pack(fd=fd, flags=flags))
+
+    def get_info(self):
+        s = self.abi.struct("vhost_blk_info")
+        return s.unpack(self._ioctl("VHOST_BLK_GET_INFO", bytes(s.size), True))

@@ -1,0 +1,325 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""An in-process stand-in for /dev/vhost-blk, for testing the exerciser itself.
+
+It offers the same methods as device.VhostBlkDevice and consumes the split
+rings from a worker thread woken by the kick eventfds, reading guest memory
+through the user-space addresses of the memory table, as the kernel does.
+It is a model of the device for tests, not a second implementation to ship.
+"""
+
+import ctypes
+import errno
+import fcntl
+import os
+import select
+import stat
+import struct
+import threading
+
+from . import virtio as V
+
+_U16 = struct.Struct("<H")
+OFFERED = (V.bit(V.F_VERSION_1) | V.bit(V.F_INDIRECT_DESC) | V.bit(V.F_EVENT_IDX)
+           | V.bit(V.BLK_F_FLUSH) | V.bit(V.BLK_F_SEG_MAX) | V.bit(V.BLK_F_BLK_SIZE)
+           | V.bit(V.BLK_F_MQ) | V.bit(V.BLK_F_DISCARD) | V.bit(V.BLK_F_WRITE_ZEROES))
+
+
+class BadRing(Exception):
+    pass
+
+
+class _Vring:
+    def __init__(self):
+        self.num = 0
+        self.last_avail = 0
+        self.used_idx = 0
+        self.signalled_used = 0
+        self.desc = self.avail = self.used = 0
+        self.kick = self.call = self.err = -1
+        self.broken = False
+
+
+class FakeVhostBlk:
+    MAX_QUEUES = 8
+    MAX_QUEUE_SIZE = 1024
+    SEG_MAX = 126
+
+    def __init__(self, abi, max_queues=MAX_QUEUES):
+        self.abi = abi
+        self.max_queues = max_queues
+        self.owner = False
+        self.features = 0
+        self.regions = []
+        self.vrings = [_Vring() for _ in range(max_queues)]
+        self.backend_fd = -1
+        self.readonly = False
+        self.capacity = 0
+        self.requests = 0
+        self._lock = threading.Lock()
+        self._stop_r, self._stop_w = os.pipe()
+        self._thread = None
+        self.fd = 0
+
+    # ioctls ----------------------------------------------------------------------
+    def set_owner(self):
+        if self.owner:
+            raise OSError(errno.EBUSY, "owner already set")
+        self.owner = True
+        self._thread = threading.Thread(target=self._worker, daemon=True)
+        self._thread.start()
+
+    def reset_owner(self):
+        self._stop_worker()
+        self.__init__(self.abi, self.max_queues)
+
+    def get_features(self):
+        return OFFERED
+
+    def set_features(self, f):
+        if f & ~OFFERED:
+            raise OSError(errno.EOPNOTSUPP, "unknown features")
+        self.features = f
+
+    def set_mem_table(self, regions):
+        self.regions = list(regions)
+
+    def set_log_base(self, addr):
+        pass
+
+    def _vq(self, i):
+        if not 0 <= i < self.max_queues:
+            raise OSError(errno.ENOBUFS, "bad queue index")
+        return self.vrings[i]
+
+    def set_vring_num(self, i, num):
+        if not num or num & (num - 1) or num > self.MAX_QUEUE_SIZE:
+            raise OSError(errno.EINVAL, "bad num")
+        self._vq(i).num = num
+
+    def set_vring_base(self, i, base):
+        vq = self._vq(i)
+        vq.last_avail = vq.used_idx = vq.signalled_used = base & 0xFFFF
+
+    def get_vring_base(self, i):
+        return self._vq(i).last_avail
+
+    def set_vring_addr(self, i, desc, used, avail, flags=0, log=0):
+        vq = self._vq(i)
+        vq.desc, vq.used, vq.avail = desc, used, avail
+
+    def set_vring_kick(self, i, fd):
+        self._vq(i).kick = fd
+        os.write(self._stop_w, b"r")          # re-read the fd set
+
+    def set_vring_call(self, i, fd):
+        self._vq(i).call = fd
+
+    def set_vring_err(self, i, fd):
+        self._vq(i).err = fd
+
+    def set_backend(self, fd, flags=0):
+        with self._lock:
+            if self.backend_fd >= 0:
+                os.close(self.backend_fd)
+                self.backend_fd, self.capacity = -1, 0
+            if fd < 0:
+                return
+            readonly = bool(flags & self.abi.VHOST_BLK_BACKEND_F_READONLY)
+            if not readonly and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+                raise OSError(errno.EBADF, "backend fd not open for writing")
+            self.backend_fd = os.dup(fd)
+            self.readonly = readonly
+            st = os.fstat(fd)
+            size = os.lseek(fd, 0, os.SEEK_END) if stat.S_ISBLK(st.st_mode) else st.st_size
+            self.capacity = size // V.SECTOR
+        os.write(self._stop_w, b"r")
+
+    def get_info(self):
+        a = self.abi
+        flags = 0
+        if self.backend_fd >= 0:
+            flags |= a.VHOST_BLK_INFO_F_BACKEND | a.VHOST_BLK_INFO_F_DISCARD
+            flags |= a.VHOST_BLK_INFO_F_WRITE_ZEROES
+            if self.readonly:
+                flags |= a.VHOST_BLK_INFO_F_READONLY
+        return {"abi_version": a.VHOST_BLK_ABI_VERSION, "max_queues": self.max_queues,
+                "max_queue_size": self.MAX_QUEUE_SIZE, "seg_max": self.SEG_MAX,
+                "features": OFFERED, "capacity": self.capacity, "blk_size": 512,
+                "flags": flags, "inflight": 0, "reserved": [0] * 4}
+
+    def close(self):
+        self._stop_worker()
+        if self.backend_fd >= 0:
+            os.close(self.backend_fd)
+            self.backend_fd = -1
+        for fd in (self._stop_r, self._stop_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _stop_worker(self):
+        if self._thread is not None:
+            os.write(self._stop_w, b"q")
+            self._thread.join(5)
+            self._thread = None
+
+    # guest memory -------------------------------------------------------------
+    def _hva(self, gpa, length):
+        for start, size, uaddr in self.regions:
+            if start <= gpa and gpa + length <= start + size and length >= 0:
+                return uaddr + gpa - start
+        raise BadRing(f"GPA {gpa:#x}+{length} outside memory table")
+
+    @staticmethod
+    def _rd(hva, n):
+        return ctypes.string_at(hva, n)
+
+    @staticmethod
+    def _wr(hva, data):
+        ctypes.memmove(hva, data, len(data))
+
+    # worker -------------------------------------------------------------------------
+    def _worker(self):
+        while True:
+            p = select.poll()
+            p.register(self._stop_r, select.POLLIN)
+            kicks = {vq.kick: q for q, vq in enumerate(self.vrings) if vq.kick >= 0}
+            for fd in kicks:
+                p.register(fd, select.POLLIN)
+            for fd, _ev in p.poll(1000):
+                if fd == self._stop_r:
+                    if b"q" in os.read(self._stop_r, 64):
+                        return
+                    continue
+                try:
+                    os.eventfd_read(fd)
+                except (BlockingIOError, OSError):
+                    continue
+                self._process(kicks[fd])
+
+    def _process(self, q):
+        vq = self.vrings[q]
+        if vq.broken or not vq.num or self.backend_fd < 0:
+            return
+        event_idx = bool(self.features & V.bit(V.F_EVENT_IDX))
+        try:
+            while True:
+                avail_idx = _U16.unpack(self._rd(vq.avail + 2, 2))[0]
+                if avail_idx == vq.last_avail:
+                    if event_idx:
+                        self._wr(vq.used + 4 + 8 * vq.num, _U16.pack(vq.last_avail))
+                        if _U16.unpack(self._rd(vq.avail + 2, 2))[0] != vq.last_avail:
+                            continue
+                    break
+                if ((avail_idx - vq.last_avail) & 0xFFFF) > vq.num:
+                    raise BadRing("avail idx moved more than the ring size")
+                head = _U16.unpack(self._rd(vq.avail + 4 + 2 * (vq.last_avail % vq.num), 2))[0]
+                bufs = self._walk(vq, head)
+                vq.last_avail = (vq.last_avail + 1) & 0xFFFF
+                written = self._serve(bufs)
+                self._wr(vq.used + 4 + 8 * (vq.used_idx % vq.num),
+                         struct.pack("<II", head, written))
+                vq.used_idx = (vq.used_idx + 1) & 0xFFFF
+                self._wr(vq.used + 2, _U16.pack(vq.used_idx))
+                self.requests += 1
+        except BadRing:
+            vq.broken = True
+            if vq.err >= 0:
+                os.eventfd_write(vq.err, 1)
+            return
+        self._signal(vq, event_idx)
+
+    def _signal(self, vq, event_idx):
+        old, new = vq.signalled_used, vq.used_idx
+        if old == new:
+            return
+        if event_idx:
+            used_event = _U16.unpack(self._rd(vq.avail + 4 + 2 * vq.num, 2))[0]
+            need = V.vring_need_event(used_event, new, old)
+        else:
+            need = not _U16.unpack(self._rd(vq.avail, 2))[0] & V.AVAIL_F_NO_INTERRUPT
+        vq.signalled_used = new
+        if need and vq.call >= 0:
+            os.eventfd_write(vq.call, 1)
+
+    def _walk(self, vq, head):
+        """Follow a chain; returns [(hva, len, writable)]. Raises BadRing."""
+        if head >= vq.num:
+            raise BadRing(f"head {head} >= num")
+        out, seen_write = [], False
+        table, tnum, idx, count, in_indirect = vq.desc, vq.num, head, 0, False
+        while True:
+            count += 1
+            if count > tnum:
+                raise BadRing("descriptor loop or chain too long")
+            addr, length, flags, nxt = V.DESC.unpack(self._rd(table + V.DESC_SIZE * idx, 16))
+            if flags & V.DESC_F_INDIRECT:
+                if in_indirect:
+                    raise BadRing("nested indirect descriptor")
+                if not self.features & V.bit(V.F_INDIRECT_DESC):
+                    raise BadRing("indirect descriptor not negotiated")
+                if length == 0 or length % V.DESC_SIZE or flags & V.DESC_F_NEXT:
+                    raise BadRing(f"bad indirect descriptor len {length} flags {flags}")
+                table, tnum, idx, count, in_indirect = (
+                    self._hva(addr, length), length // V.DESC_SIZE, 0, 0, True)
+                continue
+            writable = bool(flags & V.DESC_F_WRITE)
+            if seen_write and not writable:
+                raise BadRing("readable descriptor after a writable one")
+            seen_write |= writable
+            out.append((self._hva(addr, length), length, writable))
+            if not flags & V.DESC_F_NEXT:
+                return out
+            if nxt >= tnum:
+                raise BadRing(f"next {nxt} >= {tnum}")
+            idx = nxt
+
+    def _serve(self, bufs):
+        """Execute one virtio-blk request; returns the used length."""
+        rd = b"".join(self._rd(h, n) for h, n, w in bufs if not w)
+        wbufs = [(h, n) for h, n, w in bufs if w]
+        wlen = sum(n for _h, n in wbufs)
+        if len(rd) < V.OUTHDR.size or wlen < 1:
+            return 0                                  # no room for a status: drop it
+        rtype, _prio, sector = V.OUTHDR.unpack_from(rd)
+        payload = rd[V.OUTHDR.size:]
+        din = wlen - 1
+        st, data = V.S_OK, b""
+        fd, cap = self.backend_fd, self.capacity
+        if rtype == V.T_IN:
+            if din % V.SECTOR or payload or sector + din // V.SECTOR > cap:
+                st = V.S_IOERR
+            else:
+                data = os.pread(fd, din, sector * V.SECTOR)
+        elif rtype == V.T_OUT:
+            if self.readonly or din or len(payload) % V.SECTOR or \
+                    sector + len(payload) // V.SECTOR > cap:
+                st = V.S_IOERR
+            else:
+                os.pwrite(fd, payload, sector * V.SECTOR)
+        elif rtype == V.T_FLUSH:
+            os.fsync(fd)
+        elif rtype == V.T_GET_ID:
+            data = b"fake-vhost-blk".ljust(min(din, V.ID_BYTES), b"\0")[:din]
+        elif rtype in (V.T_DISCARD, V.T_WRITE_ZEROES):
+            if self.readonly or len(payload) == 0 or len(payload) % V.DWZ_SEG.size:
+                st = V.S_IOERR
+            else:
+                for i in range(0, len(payload), V.DWZ_SEG.size):
+                    s, n, _f = V.DWZ_SEG.unpack_from(payload, i)
+                    if s + n > cap:
+                        st = V.S_IOERR
+                        break
+                    os.pwrite(fd, bytes(n * V.SECTOR), s * V.SECTOR)
+        else:
+            st = V.S_UNSUPP
+        image = data.ljust(din, b"\0") + bytes([st]) if st == V.S_OK else None
+        pos = 0
+        for h, n in wbufs:
+            if image is not None:
+                self._wr(h, image[pos:pos + n])
+            elif pos + n == wlen:
+                self._wr(h + n - 1, bytes([st]))
+            pos += n
+        return wlen if st == V.S_OK else 1

@@ -1,0 +1,90 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Guest RAM: one anonymous mapping, guest physical address 0 = first byte."""
+
+import ctypes
+import mmap
+
+
+class OutOfGuestMemory(MemoryError):
+    pass
+
+
+class GuestMemory:
+    """Anonymous shared mapping with a bump allocator.
+
+    GPAs are offsets into the mapping; the vhost memory table maps GPA 0 to
+    the mapping's user-space address (``hva``). The first page is never
+    handed out, so a device that wrongly uses GPA 0 cannot hit a ring.
+    """
+
+    def __init__(self, size, gpa_base=0):
+        self.size = size
+        self.gpa_base = gpa_base
+        self.mm = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS,
+                            prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        self._anchor = ctypes.c_char.from_buffer(self.mm)
+        self.hva = ctypes.addressof(self._anchor)
+        self.view = memoryview(self.mm)
+        self._next = 4096
+
+    def close(self):
+        if self.mm is None:
+            return
+        self.view.release()
+        del self._anchor
+        self.mm.close()
+        self.mm = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # allocation -----------------------------------------------------------
+    def alloc(self, size, align=16):
+        """Reserve size bytes; returns the GPA."""
+        off = (self._next + align - 1) & ~(align - 1)
+        if off + size > self.size:
+            raise OutOfGuestMemory(f"need {size} bytes at {off:#x}, RAM is {self.size:#x}")
+        self._next = off + size
+        return self.gpa_base + off
+
+    def mark(self):
+        return self._next
+
+    def release_to(self, mark):
+        self._next = mark
+
+    # address conversion ---------------------------------------------------
+    def off(self, gpa):
+        o = gpa - self.gpa_base
+        if not 0 <= o < self.size:
+            raise ValueError(f"GPA {gpa:#x} outside guest RAM")
+        return o
+
+    def gpa_to_hva(self, gpa):
+        return self.hva + self.off(gpa)
+
+    def hva_to_gpa(self, hva):
+        o = hva - self.hva
+        if not 0 <= o < self.size:
+            raise ValueError(f"HVA {hva:#x} outside guest RAM")
+        return self.gpa_base + o
+
+    def regions(self):
+        """(guest_phys_addr, memory_size, userspace_addr) for VHOST_SET_MEM_TABLE."""
+        return [(self.gpa_base, self.size, self.hva)]
+
+    # data access ----------------------------------------------------------
+    def write(self, gpa, data):
+        o = self.off(gpa)
+        self.mm[o:o + len(data)] = data
+
+    def read(self, gpa, length):
+        o = self.off(gpa)
+        return bytes(self.mm[o:o + length])
+
+    def fill(self, gpa, length, byte=0):
+        o = self.off(gpa)
+        self.mm[o:o + length] = bytes([byte]) * length
