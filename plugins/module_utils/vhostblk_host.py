@@ -307,7 +307,7 @@ def _exists(lookup, name):
         return False
 
 
-def qemu_identity(root='/', getpwnam=pwd.getpwnam, getgrnam=grp.getgrnam):
+def qemu_identity(root='/', getpwnam=pwd.getpwnam):
     """The (user, group) libvirt runs QEMU as: qemu.conf, else the distro default.
 
     Returns (None, None) when nothing fits.

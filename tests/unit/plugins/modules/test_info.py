@@ -1,0 +1,119 @@
+# -*- coding: utf-8 -*-
+# SPDX-License-Identifier: GPL-2.0-or-later
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import sys
+
+import pytest
+
+from ansible_collections.vhostblk.fleet.plugins.modules import info
+from ansible_collections.vhostblk.fleet.tests.unit.plugins import fake_libvirt
+from ansible_collections.vhostblk.fleet.tests.unit.plugins.module_harness import fixture, run
+
+DKMS = 'vhost-blk/0.1.0, 6.1.0-26-amd64, x86_64: installed\n'
+HELP = 'name "virtio-blk-pci", bus PCI\nname "vhost-blk-pci", bus PCI\n'
+
+
+class FakeModule(object):
+    """The few AnsibleModule members gather() uses."""
+
+    def __init__(self, params, commands, bins=('dkms',)):
+        self.params = params
+        self.commands = commands
+        self.bins = bins
+        self.calls = []
+
+    def get_bin_path(self, name, opt_dirs=None):  # pylint: disable=unused-argument
+        return '/usr/sbin/' + name if name in self.bins else None
+
+    def run_command(self, argv):
+        self.calls.append(argv)
+        return self.commands.get(tuple(argv[1:]), (1, '', 'unknown command'))
+
+
+def params(**kwargs):
+    base = {'domains': True, 'uri': 'qemu:///system', 'qemu_binary': 'qemu-system-x86_64'}
+    base.update(kwargs)
+    return base
+
+
+@pytest.fixture
+def host_root(tmp_path):
+    (tmp_path / 'boot').mkdir()
+    (tmp_path / 'boot' / 'vmlinuz-6.1.0-26-amd64').write_text('')
+    (tmp_path / 'boot' / 'vmlinuz-6.12.12+bpo-amd64').write_text('')
+    module_dir = tmp_path / 'sys' / 'module' / 'vhost_blk'
+    module_dir.mkdir(parents=True)
+    (module_dir / 'version').write_text('0.1.0\n')
+    (module_dir / 'refcnt').write_text('0\n')
+    (module_dir / 'initstate').write_text('live\n')
+    return tmp_path
+
+
+@pytest.fixture
+def libvirt_conn(tmp_path, monkeypatch):
+    conn = fake_libvirt.FakeConn()
+    conn.add(fixture('vm1-q35.xml', tmp_path))
+    conn.add(fixture('vm3-vhostblk.xml', tmp_path), active=True,
+             live_xml=fixture('vm3-vhostblk.xml', tmp_path).replace('num-queues=2', 'num-queues=1'))
+    monkeypatch.setitem(sys.modules, 'libvirt', fake_libvirt.make_module(conn))
+    return conn
+
+
+def test_gather_everything(host_root, libvirt_conn):
+    module = FakeModule(params(), {('status', 'vhost-blk'): (0, DKMS, '')})
+    result = info.gather(module, str(host_root))
+    assert result['changed'] is False
+    assert result['module']['loaded'] is True and result['module']['version'] == '0.1.0'
+    assert result['kernels'] == ['6.1.0-26-amd64', '6.12.12+bpo-amd64']
+    assert result['dkms']['kernels']['6.1.0-26-amd64']['state'] == 'installed'
+    assert result['dkms']['kernels']['6.12.12+bpo-amd64']['state'] == 'missing'
+    assert result['device']['exists'] is False
+    assert result['qemu']['present'] is False
+    assert result['notes'] == ['QEMU binary qemu-system-x86_64 not found']
+    assert [d['name'] for d in result['domains']] == ['vm3']        # vm1 has no vhost-blk disk
+    vm3 = result['domains'][0]
+    assert vm3['active'] is True and vm3['restart_required'] is True
+    assert vm3['disks'][0]['queues'] == 2 and vm3['live_disks'][0]['queues'] == 1
+    assert module.calls[0] == ['/usr/sbin/dkms', 'status', 'vhost-blk']
+
+
+def test_gather_without_libvirt(host_root, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'libvirt', None)
+    result = info.gather(FakeModule(params(), {}, bins=()), str(host_root))
+    assert result['domains'] == []
+    assert 'libvirt-python is not installed: domains skipped' in result['notes']
+    assert 'dkms is not installed' in result['notes']
+
+
+def test_gather_libvirt_unreachable(host_root, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'libvirt', fake_libvirt.make_module(None, fail_open=True))
+    result = info.gather(FakeModule(params(), {}), str(host_root))
+    assert any(note.startswith('Cannot connect to libvirt') for note in result['notes'])
+
+
+def test_gather_domains_off(host_root, libvirt_conn):
+    result = info.gather(FakeModule(params(domains=False), {}), str(host_root))
+    assert result['domains'] == [] and not any('libvirt' in note for note in result['notes'])
+
+
+def test_main_runs_in_check_mode(monkeypatch, libvirt_conn):
+    calls = []
+
+    def fake_gather(module, root='/'):
+        calls.append((module.params['qemu_binary'], module.check_mode, root))
+        return {'changed': False, 'domains': []}
+    monkeypatch.setattr(info, 'gather', fake_gather)
+    result = run(monkeypatch, info.main, {'qemu_binary': '/opt/qemu/bin/qemu-system-x86_64'},
+                 check_mode=True)
+    assert result['changed'] is False and 'ansible_facts' not in result
+    assert calls == [('/opt/qemu/bin/qemu-system-x86_64', True, '/')]
+
+
+def test_main_on_this_host(monkeypatch, libvirt_conn):
+    """Real /sys, /proc, /boot of the test machine: must not fail whatever is there."""
+    result = run(monkeypatch, info.main, {})
+    assert set(result) >= {'module', 'kernels', 'dkms', 'device', 'qemu', 'qemu_conf', 'domains', 'notes'}
+    assert isinstance(result['device']['users'], list)
