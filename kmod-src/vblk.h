@@ -1,0 +1,312 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/*
+ * vhost-blk: internal definitions shared by the module's files.
+ *
+ * Locking:
+ *   dev->mutex  serialises ioctls and release; taken before any vq->mutex.
+ *   vq->mutex   held by the queue's worker while it touches the ring and by
+ *               ioctls changing that queue. Device-wide state the worker
+ *               needs (features, memory table, backend, log) is copied into
+ *               each vq under its mutex (vblk_dev_sync_vqs), so no code path
+ *               ever holds two vq mutexes.
+ *   vq->done    lock-free list of finished requests, filled from any context
+ *               (including hard IRQ), emptied by the worker.
+ *
+ * Memory per open device (x86_64, default parameters):
+ *   struct vblk_dev + max_queues * struct vblk_vq    ~ 0.4 KiB + 16 * ~0.5 KiB
+ *   per queue whose size is set (VHOST_SET_VRING_NUM):
+ *     min(num, max_inflight) requests of
+ *     sizeof(struct vblk_req) + (seg_max + VBLK_IOV_SLACK) * 16 bytes
+ *     = about 2.6 KiB -> 128 * 2.6 KiB ~ 330 KiB per active queue
+ *   memory table: 24 bytes per region.
+ *   One kernel thread per queue that got a kick eventfd.
+ */
+#ifndef VHOST_BLK_VBLK_H
+#define VHOST_BLK_VBLK_H
+
+#include <linux/types.h>
+#include <linux/mutex.h>
+#include <linux/llist.h>
+#include <linux/list.h>
+#include <linux/wait.h>
+#include <linux/poll.h>
+#include <linux/fs.h>
+#include <linux/uio.h>
+#include <linux/workqueue.h>
+#include <linux/eventfd.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_ring.h>
+#include <linux/virtio_config.h>
+#include <linux/vhost_types.h>
+
+#include "include/uapi/linux/vhost_blk.h"
+#include "compat.h"
+
+#define VBLK_MAX_QUEUE_SIZE	1024
+#define VBLK_MAX_QUEUES		64
+#define VBLK_IOV_SLACK		8	/* header, status, region splits */
+#define VBLK_MAX_DWZ_SEGS	16	/* discard / write-zeroes segments */
+#define VBLK_WEIGHT		256	/* requests per worker pass */
+#define VBLK_SECTOR_SHIFT	9
+#define VBLK_MAX_IO_BYTES	(1U << 30)
+
+/* Features we always offer. */
+#define VBLK_FEATURES ((1ULL << VIRTIO_RING_F_INDIRECT_DESC) |	\
+		       (1ULL << VIRTIO_RING_F_EVENT_IDX) |	\
+		       (1ULL << VIRTIO_F_VERSION_1) |		\
+		       (1ULL << VHOST_F_LOG_ALL) |		\
+		       (1ULL << VIRTIO_BLK_F_SEG_MAX) |		\
+		       (1ULL << VIRTIO_BLK_F_BLK_SIZE) |	\
+		       (1ULL << VIRTIO_BLK_F_FLUSH) |		\
+		       (1ULL << VIRTIO_BLK_F_MQ))
+/* Features offered only when the attached backend supports them. */
+#define VBLK_BACKEND_FEATURES ((1ULL << VIRTIO_BLK_F_RO) |		\
+			       (1ULL << VIRTIO_BLK_F_DISCARD) |		\
+			       (1ULL << VIRTIO_BLK_F_WRITE_ZEROES))
+
+/* Module parameters (main.c). */
+extern unsigned int vblk_max_queues;
+extern unsigned int vblk_max_inflight;
+extern unsigned int vblk_seg_max;
+extern unsigned int vblk_max_mem_regions;
+extern struct workqueue_struct *vblk_wq;
+
+/* Little-endian split ring layout (VIRTIO_F_VERSION_1 only). */
+struct vblk_desc {
+	__le64 addr;
+	__le32 len;
+	__le16 flags;
+	__le16 next;
+};
+
+struct vblk_avail {
+	__le16 flags;
+	__le16 idx;
+	__le16 ring[];		/* then __le16 used_event */
+};
+
+struct vblk_used_elem {
+	__le32 id;
+	__le32 len;
+};
+
+struct vblk_used {
+	__le16 flags;
+	__le16 idx;
+	struct vblk_used_elem ring[];	/* then __le16 avail_event */
+};
+
+struct vblk_outhdr {
+	__le32 type;
+	__le32 ioprio;
+	__le64 sector;
+};
+
+struct vblk_dwz_seg {
+	__le64 sector;
+	__le32 num_sectors;
+	__le32 flags;
+};
+
+/* Memory table: guest physical -> VMM virtual, sorted by gpa. */
+struct vblk_region {
+	u64 gpa;
+	u64 size;
+	u64 hva;
+};
+
+struct vblk_mem {
+	u32 nregions;
+	struct vblk_region r[];
+};
+
+/* An attached backing file or block device. */
+struct vblk_backend {
+	struct file *file;
+	u64 capacity;		/* 512-byte sectors */
+	u32 blk_size;
+	u32 info_flags;		/* VHOST_BLK_INFO_F_* */
+	bool is_reg;
+	char id[VIRTIO_BLK_ID_BYTES];
+};
+
+/* Request life cycle flags. */
+#define VBLK_REQ_WRITE_STARTED	(1U << 0)
+
+struct vblk_vq;
+
+struct vblk_req {
+	struct kiocb iocb;
+	struct vblk_vq *vq;
+	struct llist_node node;		/* on vq->done */
+	struct list_head free;		/* on vq->free_reqs */
+	struct work_struct work;	/* flush / discard / write zeroes */
+	struct file *file;		/* backend of this request */
+	long ret;
+	u64 len;			/* bytes of data to transfer */
+	u64 sector;
+	u8 __user *status;
+	u32 type;
+	u32 used_len;			/* bytes written to the guest */
+	u32 flags;
+	u16 head;
+	u16 nr_segs;			/* discard/write zeroes */
+	/* descriptor walk result */
+	bool bad;			/* translation/layout error */
+	bool last_poison;		/* last writable piece untranslatable */
+	unsigned int n_iov;
+	unsigned int n_out;
+	unsigned int iov_cap;
+	u64 out_len;
+	u64 in_len;
+	struct vblk_dwz_seg segs[VBLK_MAX_DWZ_SEGS];
+	struct iovec iov[];
+};
+
+/* Kick eventfd poller. */
+struct vblk_poll {
+	poll_table table;
+	wait_queue_head_t *wqh;
+	wait_queue_entry_t wait;
+	struct vblk_vq *vq;
+};
+
+/* vq->work bits */
+#define VBLK_WORK_KICK	0
+
+struct vblk_dev;
+
+struct vblk_vq {
+	struct vblk_dev *dev;
+	unsigned int index;
+	struct mutex mutex;
+
+	/* ring configuration (ioctls) */
+	unsigned int num;
+	struct vblk_desc __user *desc;
+	struct vblk_avail __user *avail;
+	struct vblk_used __user *used;
+	u64 log_addr;
+	bool log_used;
+
+	/* ring state (worker) */
+	u16 last_avail_idx;
+	u16 avail_idx;
+	u16 used_idx;
+	u16 used_flags;
+	u16 signalled_used;
+	bool signalled_used_valid;
+	bool need_init;
+	bool stopped;
+	bool broken;
+	bool starved;
+	bool logged;
+	unsigned int added;
+
+	/* copies of device state, updated under vq->mutex */
+	u64 acked;
+	struct vblk_mem *mem;
+	struct vblk_backend *be;
+	u64 log_base;
+	struct eventfd_ctx *log_ctx;
+
+	/* eventfds */
+	struct file *kick;
+	struct eventfd_ctx *call;
+	struct eventfd_ctx *err;
+	struct vblk_poll poll;
+
+	/* worker and completions */
+	struct task_struct *worker;
+	unsigned long work;
+	struct llist_head done;
+	unsigned int inflight;
+	wait_queue_head_t drain_wq;
+
+	/* request pool */
+	void *pool;
+	size_t req_size;
+	unsigned int pool_size;
+	struct list_head free_reqs;
+};
+
+struct vblk_dev {
+	struct mutex mutex;
+	struct mm_struct *mm;
+	u64 acked;
+	struct vblk_mem *mem;
+	struct vblk_backend *be;
+	u64 log_base;
+	struct eventfd_ctx *log_ctx;
+	unsigned int nvqs;
+	unsigned int seg_max;
+	unsigned int pool_max;
+	struct vblk_vq vqs[];
+};
+
+static inline bool vblk_has(u64 features, unsigned int bit)
+{
+	return features & (1ULL << bit);
+}
+
+static inline bool vblk_logging(struct vblk_vq *vq)
+{
+	return vblk_has(vq->acked, VHOST_F_LOG_ALL) && vq->log_base;
+}
+
+/* dev.c */
+long vblk_dev_ioctl(struct vblk_dev *dev, unsigned int cmd, void __user *argp);
+struct vblk_dev *vblk_dev_alloc(void);
+void vblk_dev_release(struct vblk_dev *dev);
+void vblk_dev_sync_vqs(struct vblk_dev *dev);
+void vblk_vq_drain(struct vblk_vq *vq);
+u64 vblk_dev_features(struct vblk_dev *dev);
+
+/* vq_ioctl.c */
+long vblk_vq_ioctl(struct vblk_dev *dev, unsigned int cmd, void __user *argp);
+void vblk_vq_cleanup(struct vblk_vq *vq);
+
+/* mem.c */
+struct vblk_mem *vblk_mem_from_user(void __user *argp, long *err);
+const struct vblk_region *vblk_mem_find(const struct vblk_mem *mem, u64 gpa);
+int vblk_copy_from_guest(struct vblk_vq *vq, void *dst, u64 gpa, size_t len);
+
+/* log.c */
+int vblk_log_gpa(struct vblk_vq *vq, u64 gpa, u64 len);
+int vblk_log_hva(struct vblk_vq *vq, unsigned long hva, u64 len);
+int vblk_log_used(struct vblk_vq *vq, u64 offset, u64 len);
+
+/* vring.c */
+int vblk_vq_init_access(struct vblk_vq *vq);
+int vblk_vq_next_head(struct vblk_vq *vq, u16 *head);
+int vblk_vq_walk(struct vblk_vq *vq, u16 head, struct vblk_req *req);
+int vblk_vq_add_used(struct vblk_vq *vq, u16 head, u32 len);
+void vblk_vq_publish(struct vblk_vq *vq);
+int vblk_vq_disable_notify(struct vblk_vq *vq);
+int vblk_vq_enable_notify(struct vblk_vq *vq, bool *more);
+void vblk_vq_set_broken(struct vblk_vq *vq, const char *why);
+
+/* req.c */
+int vblk_pool_alloc(struct vblk_vq *vq, unsigned int num);
+void vblk_pool_free(struct vblk_vq *vq);
+struct vblk_req *vblk_req_get(struct vblk_vq *vq);
+void vblk_req_handle(struct vblk_vq *vq, struct vblk_req *req);
+void vblk_req_finish(struct vblk_vq *vq, struct vblk_req *req, u8 status);
+void vblk_req_complete(struct vblk_vq *vq, struct vblk_req *req);
+
+/* backend.c */
+struct vblk_backend *vblk_backend_open(int fd, u32 flags, long *err);
+void vblk_backend_put(struct vblk_backend *be);
+void vblk_backend_submit_rw(struct vblk_vq *vq, struct vblk_req *req,
+			    struct iov_iter *iter, bool write);
+void vblk_backend_submit_work(struct vblk_vq *vq, struct vblk_req *req);
+void vblk_req_queue_done(struct vblk_req *req);
+
+/* worker.c */
+int vblk_worker_start(struct vblk_vq *vq);
+void vblk_worker_stop(struct vblk_vq *vq);
+void vblk_worker_kick(struct vblk_vq *vq);
+int vblk_poll_start(struct vblk_vq *vq, struct file *file);
+void vblk_poll_stop(struct vblk_vq *vq);
+
+#endif /* VHOST_BLK_VBLK_H */

@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: GPL-2.0-or-later
+/*
+ * vhost-blk: one worker thread per virtqueue and the kick eventfd poller.
+ *
+ * The worker is a kthread that adopts the owner's mm (guest memory is the
+ * owner's memory) and joins the owner's cgroups (so the VM's io.max and cpu
+ * limits apply). Each pass it reaps completed requests, takes new ones off
+ * the avail ring in a batch (under a block plug), then publishes the used
+ * ring and signals the guest once.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/kthread.h>
+#include <linux/sched.h>
+#include <linux/sched/mm.h>
+#include <linux/cgroup.h>
+#include <linux/blkdev.h>
+#include <linux/poll.h>
+#include <linux/file.h>
+
+#include "vblk.h"
+
+void vblk_worker_kick(struct vblk_vq *vq)
+{
+	set_bit(VBLK_WORK_KICK, &vq->work);
+	if (vq->worker)
+		wake_up_process(vq->worker);
+}
+
+/* Completed requests: status bytes and used entries. */
+static void vblk_worker_reap(struct vblk_vq *vq)
+{
+	struct llist_node *list = llist_del_all(&vq->done);
+	struct vblk_req *req, *tmp;
+
+	if (!list)
+		return;
+	list = llist_reverse_order(list);
+	llist_for_each_entry_safe(req, tmp, list, node)
+		vblk_req_complete(vq, req);
+
+	/* Requests came back: resume a ring we left for lack of them. */
+	if (vq->starved) {
+		vq->starved = false;
+		set_bit(VBLK_WORK_KICK, &vq->work);
+	}
+}
+
+static bool vblk_vq_ready(struct vblk_vq *vq)
+{
+	return vq->num && vq->desc && vq->avail && vq->used && vq->pool &&
+	       vq->be && vq->kick && !vq->stopped && !vq->broken;
+}
+
+/* Take new requests off the avail ring, at most VBLK_WEIGHT per pass. */
+static void vblk_worker_handle_kick(struct vblk_vq *vq)
+{
+	unsigned int done = 0;
+	struct blk_plug plug;
+	struct vblk_req *req;
+	bool more;
+	u16 head;
+	int ret;
+
+	if (!vblk_vq_ready(vq))
+		return;
+	if (vq->need_init && vblk_vq_init_access(vq)) {
+		vblk_vq_set_broken(vq, "cannot read used ring");
+		return;
+	}
+	if (vblk_vq_disable_notify(vq)) {
+		vblk_vq_set_broken(vq, "cannot write used flags");
+		return;
+	}
+
+	blk_start_plug(&plug);
+	for (;;) {
+		if (list_empty(&vq->free_reqs)) {
+			vq->starved = true;	/* kicked again by reap */
+			break;
+		}
+		if (done++ >= VBLK_WEIGHT) {
+			set_bit(VBLK_WORK_KICK, &vq->work);	/* yield */
+			break;
+		}
+		ret = vblk_vq_next_head(vq, &head);
+		if (ret == -EAGAIN) {
+			if (vblk_vq_enable_notify(vq, &more)) {
+				vblk_vq_set_broken(vq, "cannot enable notify");
+				break;
+			}
+			if (!more)
+				break;
+			vblk_vq_disable_notify(vq);
+			continue;
+		}
+		if (ret)
+			break;
+		req = vblk_req_get(vq);
+		if (vblk_vq_walk(vq, head, req)) {
+			/* broken: the request cannot be answered */
+			list_add(&req->free, &vq->free_reqs);
+			break;
+		}
+		vblk_req_handle(vq, req);
+		if (vq->broken)
+			break;
+	}
+	blk_finish_plug(&plug);
+}
+
+static void vblk_worker_pass(struct vblk_vq *vq)
+{
+	mutex_lock(&vq->mutex);
+	vblk_worker_reap(vq);
+	if (test_and_clear_bit(VBLK_WORK_KICK, &vq->work))
+		vblk_worker_handle_kick(vq);
+	/* Sync completions of this pass are in the used ring too. */
+	vblk_worker_reap(vq);
+	vblk_vq_publish(vq);
+	mutex_unlock(&vq->mutex);
+}
+
+static int vblk_worker_fn(void *data)
+{
+	struct vblk_vq *vq = data;
+	struct mm_struct *mm = vq->dev->mm;
+
+	kthread_use_mm(mm);
+	for (;;) {
+		set_current_state(TASK_INTERRUPTIBLE);
+		if (kthread_should_stop()) {
+			__set_current_state(TASK_RUNNING);
+			break;
+		}
+		if (!test_bit(VBLK_WORK_KICK, &vq->work) &&
+		    llist_empty(&vq->done)) {
+			schedule();
+			continue;
+		}
+		__set_current_state(TASK_RUNNING);
+		vblk_worker_pass(vq);
+		cond_resched();
+	}
+	/* Nothing is in flight here: release drained the queue first. */
+	kthread_unuse_mm(mm);
+	return 0;
+}
+
+/* Called from the owner's ioctl, dev->mutex held. */
+int vblk_worker_start(struct vblk_vq *vq)
+{
+	struct task_struct *t;
+	int ret;
+
+	t = kthread_create(vblk_worker_fn, vq, "vhost-blk-%d.%u",
+			   current->pid, vq->index);
+	if (IS_ERR(t))
+		return PTR_ERR(t);
+	ret = cgroup_attach_task_all(current, t);
+	if (ret) {
+		kthread_stop(t);
+		return ret;
+	}
+	vq->worker = t;
+	wake_up_process(t);
+	return 0;
+}
+
+void vblk_worker_stop(struct vblk_vq *vq)
+{
+	if (!vq->worker)
+		return;
+	kthread_stop(vq->worker);
+	vq->worker = NULL;
+}
+
+static int vblk_poll_wake(wait_queue_entry_t *wait, unsigned int mode,
+			  int sync, void *key)
+{
+	struct vblk_poll *p = container_of(wait, struct vblk_poll, wait);
+
+	if (key && !(key_to_poll(key) & EPOLLIN))
+		return 0;
+	vblk_worker_kick(p->vq);
+	return 0;
+}
+
+static void vblk_poll_queue(struct file *file, wait_queue_head_t *wqh,
+			    poll_table *pt)
+{
+	struct vblk_poll *p = container_of(pt, struct vblk_poll, table);
+
+	if (p->wqh)
+		return;		/* one wait queue is all an eventfd has */
+	p->wqh = wqh;
+	add_wait_queue(wqh, &p->wait);
+}
+
+/* vq->mutex held. */
+int vblk_poll_start(struct vblk_vq *vq, struct file *file)
+{
+	struct vblk_poll *p = &vq->poll;
+	__poll_t mask;
+
+	init_waitqueue_func_entry(&p->wait, vblk_poll_wake);
+	init_poll_funcptr(&p->table, vblk_poll_queue);
+	p->wqh = NULL;
+	mask = vfs_poll(file, &p->table);
+	if (mask & EPOLLERR) {
+		vblk_poll_stop(vq);
+		return -EINVAL;
+	}
+	/* Pick up kicks the guest sent before the fd was attached. */
+	vblk_worker_kick(vq);
+	return 0;
+}
+
+/* vq->mutex held. */
+void vblk_poll_stop(struct vblk_vq *vq)
+{
+	struct vblk_poll *p = &vq->poll;
+
+	if (p->wqh) {
+		remove_wait_queue(p->wqh, &p->wait);
+		p->wqh = NULL;
+	}
+}
