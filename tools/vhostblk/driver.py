@@ -56,7 +56,7 @@ class Session:
     """Owns one device fd, guest memory, the queues and their eventfds."""
 
     def __init__(self, open_device, mem_size=64 << 20, queues=1, qsize=128,
-                 want=0, indirect_max=32, log=None):
+                 want=0, indirect_max=32, log=None, backend=None, backend_early=True):
         self.open_device = open_device
         self.mem = GuestMemory(mem_size)
         self.nqueues = queues
@@ -69,7 +69,8 @@ class Session:
         self.kick, self.call, self.err = [], [], []
         self.features = 0
         self.offered = 0
-        self.backend = None      # (fd, flags)
+        self.backend = backend   # (fd, flags), attached by start()
+        self.backend_early = backend_early   # before GET_FEATURES (RO/DISCARD bits)
         self._ring_mark = None
         self._scratch_mark = None
         self.restarts = 0
@@ -79,6 +80,8 @@ class Session:
         dev = self.open_device()
         self.dev = dev
         dev.set_owner()
+        if self.backend is not None and self.backend_early:
+            dev.set_backend(*self.backend)
         self.offered = dev.get_features()
         if not self.offered & V.bit(V.F_VERSION_1):
             raise RuntimeError(f"device does not offer VERSION_1 (features {self.offered:#x})")
@@ -121,7 +124,7 @@ class Session:
             self._poll.register(self.err[q], select.POLLIN)
             self._fdmap[self.call[q]] = ("call", q)
             self._fdmap[self.err[q]] = ("err", q)
-        if self.backend is not None:
+        if self.backend is not None and not self.backend_early:
             dev.set_backend(*self.backend)
 
     def set_backend(self, fd, flags=0):
@@ -156,6 +159,12 @@ class Session:
         self.close()
 
     # scratch buffers -----------------------------------------------------------
+    def reserve(self, size, align=4096):
+        """Allocate memory that survives reset_scratch() (call after start())."""
+        gpa = self.mem.alloc(size, align)
+        self._scratch_mark = self.mem.mark()
+        return gpa
+
     def reset_scratch(self):
         """Release every buffer allocated since start() (rings stay)."""
         self.mem.release_to(self._scratch_mark)

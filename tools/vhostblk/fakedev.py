@@ -73,10 +73,15 @@ class FakeVhostBlk:
         self.__init__(self.abi, self.max_queues)
 
     def get_features(self):
-        return OFFERED
+        f = OFFERED
+        if self.backend_fd < 0:
+            f &= ~(V.bit(V.BLK_F_DISCARD) | V.bit(V.BLK_F_WRITE_ZEROES))
+        elif self.readonly:
+            f |= V.bit(V.BLK_F_RO)
+        return f
 
     def set_features(self, f):
-        if f & ~OFFERED:
+        if f & ~self.get_features():
             raise OSError(errno.EOPNOTSUPP, "unknown features")
         self.features = f
 
@@ -144,7 +149,7 @@ class FakeVhostBlk:
                 flags |= a.VHOST_BLK_INFO_F_READONLY
         return {"abi_version": a.VHOST_BLK_ABI_VERSION, "max_queues": self.max_queues,
                 "max_queue_size": self.MAX_QUEUE_SIZE, "seg_max": self.SEG_MAX,
-                "features": OFFERED, "capacity": self.capacity, "blk_size": 512,
+                "features": self.get_features(), "capacity": self.capacity, "blk_size": 512,
                 "flags": flags, "inflight": 0, "reserved": [0] * 4}
 
     def close(self):

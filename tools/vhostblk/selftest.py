@@ -121,17 +121,16 @@ class Selftest:
             self.rep.check("VHOST_SET_OWNER", False, str(e))
             return False
 
-    def _session(self, bits):
+    def _session(self, bits, backend=None):
         return Session(self.open_device, self.args.mem << 20, self.args.queues, self.qsize,
-                       want=BLK_BITS | bits)
+                       want=BLK_BITS | bits, backend=backend)
 
     def _mode(self, mode, bits):
         a, rep = self.abi, self.rep
-        s = self._session(bits)
+        s = self._session(bits, backend=(self.fd, 0))
         try:
             try:
                 s.start()
-                s.set_backend(self.fd, 0)
             except OSError as e:
                 rep.check(f"[{mode}] setup + SET_BACKEND", False, str(e))
                 return
@@ -311,23 +310,24 @@ class Selftest:
     def _readonly(self, path):
         a, rep = self.abi, self.rep
         rofd, _size, _blk = open_backend(path, readonly=True)
-        s = self._session(0)
+        s = self._session(0, backend=(rofd, a.VHOST_BLK_BACKEND_F_READONLY))
         try:
-            s.start()
+            dev = self.open_device()
             try:
-                s.dev.set_backend(rofd, 0)
+                dev.set_owner()
+                dev.set_backend(rofd, 0)
                 rep.check("read-only fd without READONLY flag is refused", False,
                           "SET_BACKEND accepted an O_RDONLY fd for read-write use")
-                s.dev.set_backend(-1, 0)
             except OSError as e:
                 rep.check("read-only fd without READONLY flag is refused", True, str(e))
-            s.set_backend(rofd, a.VHOST_BLK_BACKEND_F_READONLY)
+            finally:
+                dev.close()
+            s.start()
             info = s.dev.get_info()
             rep.check("[readonly] GET_INFO reports READONLY",
                       info["flags"] & a.VHOST_BLK_INFO_F_READONLY, f"flags {info['flags']:#x}")
-            if not s.features & V.bit(V.BLK_F_RO):
-                rep.note("[readonly] VIRTIO_BLK_F_RO", "not offered on this fd "
-                         "(features were negotiated before the backend was set)")
+            rep.check("[readonly] VIRTIO_BLK_F_RO offered", s.features & V.bit(V.BLK_F_RO),
+                      " ".join(V.feature_names(s.offered)))
             before = _pread_outside(self.fd, 64 * 1024, 0)
             self._expect_status(s, "[readonly] write refused", write_req(s, 0, b"\x11" * 4096),
                                 (V.S_IOERR,))
