@@ -2,7 +2,7 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Copyright: (c) 2026, vhost-blk fleet contributors
-# GNU General Public License v2.0 or later (see https://www.gnu.org/licenses/gpl-2.0.txt)
+# GNU General Public License v2.0 or later, so version 3 or later too (see https://www.gnu.org/licenses/gpl-2.0.txt)
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -29,7 +29,7 @@ description:
   - libvirt does not label pass-through files. The module therefore sets the ownership of
     the backing file to the user and group QEMU runs as (see O(manage_ownership)).
 author:
-  - vhost-blk fleet contributors
+  - vhost-blk fleet developers (@vhostblk)
 requirements:
   - libvirt-python on the managed host
   - the vhost_blk kernel module (C(/dev/vhost-blk)) and a QEMU with the C(vhost-blk-pci) device
@@ -63,7 +63,7 @@ options:
   path:
     description:
       - Backing raw image file or block device. Required when O(state=present).
-      - Container formats (qcow2, QED, vmdk, vdi, vhdx, vpc, LUKS, ...) are refused: vhost-blk
+      - Container formats (qcow2, QED, vmdk, vdi, vhdx, vpc, LUKS, ...) are refused, because vhost-blk
         serves the bytes of the file as they are.
       - Must not be used by another disk of the domain or of another domain, unless both uses
         are read-only.

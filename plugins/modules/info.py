@@ -2,7 +2,7 @@
 # -*- coding: utf-8 -*-
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Copyright: (c) 2026, vhost-blk fleet contributors
-# GNU General Public License v2.0 or later (see https://www.gnu.org/licenses/gpl-2.0.txt)
+# GNU General Public License v2.0 or later, so version 3 or later too (see https://www.gnu.org/licenses/gpl-2.0.txt)
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -20,7 +20,7 @@ description:
   - Changes nothing. The results are returned as module return values; register them (this is
     an info module, it does not set C(ansible_facts)).
 author:
-  - vhost-blk fleet contributors
+  - vhost-blk fleet developers (@vhostblk)
 requirements:
   - libvirt-python for the O(domains) part; without it that part is skipped with a note.
 attributes:
