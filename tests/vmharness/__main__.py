@@ -55,6 +55,8 @@ def main(argv=None) -> int:
             destroy(base / args.name)
         elif args.cmd == "ssh":
             inst = Instance(base / args.name)
+            if not (inst.dir / "state.json").exists():
+                raise HarnessError(f"no instance {args.name!r} under {base} (see 'list')")
             cmd = ssh_command(inst.port, inst.key, " ".join(args.command))
             if not args.command:  # interactive: no remote command, allow a tty
                 cmd = cmd[:-1]

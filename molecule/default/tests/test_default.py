@@ -1,0 +1,58 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Verify a converged hypervisor (testinfra, run by molecule verify)."""
+
+import json
+import os
+from pathlib import Path
+
+import testinfra.utils.ansible_runner
+
+REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", Path(__file__).resolve().parents[3]))
+VERSION = (REPO / "kmod-src" / "VERSION").read_text().strip()
+
+testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
+    os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
+
+
+def test_module_loaded_with_our_version(host):
+    assert host.file("/sys/module/vhost_blk").is_directory
+    assert host.file("/sys/module/vhost_blk/version").content_string.strip() == VERSION
+
+
+def test_dkms_installed_for_running_kernel(host):
+    kernel = host.check_output("uname -r")
+    status = host.check_output("dkms status -m vhost-blk/%s -k %s", VERSION, kernel)
+    assert "installed" in status, status
+
+
+def test_device_node(host):
+    dev = host.file("/dev/vhost-blk")
+    assert dev.exists and dev.is_character_device
+    assert dev.mode & 0o007 == 0, oct(dev.mode)  # never world accessible
+
+
+def test_persisted_for_boot(host):
+    assert "vhost_blk" in host.file("/etc/modules-load.d/vhost-blk.conf").content_string
+    assert host.file("/etc/modprobe.d/vhost-blk.conf").exists
+
+
+def test_modinfo_documents_parameters(host):
+    info = host.check_output("modinfo vhost_blk")
+    assert f"version:        {VERSION}" in info
+    assert "parm:" in info
+
+
+def test_selftest_passes(host):
+    tools = "/usr/local/lib/vhostblk-fleet"
+    cmd = host.run(f"f=$(mktemp /var/tmp/st.XXXX); truncate -s 16M $f; "
+                   f"PYTHONPATH={tools} VHOST_BLK_UAPI_HEADER={tools}/vhost_blk.h "
+                   "python3 -m vhostblk selftest --file $f --json; rc=$?; rm -f $f; exit $rc")
+    assert cmd.rc == 0, cmd.stdout + cmd.stderr
+    result = json.loads(cmd.stdout)
+    assert result["ok"] is True, result
+
+
+def test_no_kernel_warnings(host):
+    dmesg = host.check_output("dmesg")
+    for bad in ("BUG:", "WARNING:", "Oops", "general protection", "stack guard page"):
+        assert bad not in dmesg, dmesg[-3000:]

@@ -1,0 +1,26 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Run the molecule scenarios end to end (create, converge, idempotence, verify, destroy)."""
+
+import os
+import subprocess
+import time
+
+import pytest
+from vmharness.paths import REPO_ROOT
+
+SCENARIOS = ["default"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_molecule_scenario(scenario):
+    start = time.monotonic()
+    env = dict(os.environ)
+    env.setdefault("VHOSTBLK_OWNER_PID", str(os.getpid()))
+    res = subprocess.run(["molecule", "test", "-s", scenario], cwd=REPO_ROOT, env=env, capture_output=True,
+                         text=True, timeout=45 * 60)
+    out = res.stdout + res.stderr
+    print(out[-20000:])
+    print(f"molecule test -s {scenario}: rc={res.returncode} in {time.monotonic() - start:.0f}s")
+    assert res.returncode == 0, f"molecule test -s {scenario} failed:\n{out[-8000:]}"
+    assert "idempotence" in out
