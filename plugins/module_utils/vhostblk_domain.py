@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Copyright: (c) 2026, vhost-blk fleet contributors
 """libvirt domain XML handling for vhost-blk disks (pure functions, no libvirt).
@@ -19,8 +18,6 @@ in place; removing it removes exactly its pair; every other argument of the
 user stays untouched and in order.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import io
 import re
@@ -49,8 +46,8 @@ PROPERTIES = (
 )
 SPEC_KEYS = tuple(key for key, dummy in PROPERTIES)
 
-_CMDLINE = '{%s}commandline' % QEMU_NS
-_ARG = '{%s}arg' % QEMU_NS
+_CMDLINE = f'{{{QEMU_NS}}}commandline'
+_ARG = f'{{{QEMU_NS}}}arg'
 
 ET.register_namespace(QEMU_PREFIX, QEMU_NS)
 
@@ -63,7 +60,7 @@ class VhostBlkError(Exception):
 # disk specification and the device line
 # --------------------------------------------------------------------------
 
-def make_spec(disk_id, path, queues=None, queue_size=None, serial=None,
+def make_spec(disk_id, path, *, queues=None, queue_size=None, serial=None,
               readonly=False, bootindex=None):
     """Build a validated disk spec dict (raises VhostBlkError)."""
     spec = {
@@ -76,30 +73,31 @@ def make_spec(disk_id, path, queues=None, queue_size=None, serial=None,
 
 def validate_spec(spec):
     """Raise VhostBlkError naming the first bad value of ``spec``."""
-    if not spec.get('id') or not ID_RE.match(spec['id']):
+    disk_id, path = spec.get('id'), spec.get('path')
+    if not disk_id or not ID_RE.match(disk_id):
         raise VhostBlkError(
-            "Invalid disk id %r: it must start with a letter and hold only letters, digits, "
-            "'-', '.' and '_' (QEMU id rules)" % (spec.get('id'),))
-    if not spec.get('path'):
-        raise VhostBlkError('A path is required for disk %s' % spec['id'])
-    if not spec['path'].startswith('/'):
-        raise VhostBlkError('The path %r of disk %s must be absolute' % (spec['path'], spec['id']))
+            f"Invalid disk id {disk_id!r}: it must start with a letter and hold only letters, "
+            "digits, '-', '.' and '_' (QEMU id rules)")
+    if not path:
+        raise VhostBlkError(f'A path is required for disk {disk_id}')
+    if not path.startswith('/'):
+        raise VhostBlkError(f'The path {path!r} of disk {disk_id} must be absolute')
     queues = spec.get('queues')
     if queues is not None and not 1 <= queues <= MAX_QUEUES:
-        raise VhostBlkError('queues must be between 1 and %d, got %d' % (MAX_QUEUES, queues))
+        raise VhostBlkError(f'queues must be between 1 and {MAX_QUEUES}, got {queues}')
     size = spec.get('queue_size')
     if size is not None and (not MIN_QUEUE_SIZE <= size <= MAX_QUEUE_SIZE or size & (size - 1)):
-        raise VhostBlkError('queue_size must be a power of two between %d and %d, got %d'
-                            % (MIN_QUEUE_SIZE, MAX_QUEUE_SIZE, size))
+        raise VhostBlkError(f'queue_size must be a power of two between {MIN_QUEUE_SIZE} and '
+                            f'{MAX_QUEUE_SIZE}, got {size}')
     serial = spec.get('serial')
     if serial is not None:
         if not serial or len(serial.encode('utf-8')) > SERIAL_MAX_BYTES:
-            raise VhostBlkError('serial must be 1 to %d bytes long, got %r' % (SERIAL_MAX_BYTES, serial))
+            raise VhostBlkError(f'serial must be 1 to {SERIAL_MAX_BYTES} bytes long, got {serial!r}')
         if not all(' ' <= ch <= '~' for ch in serial):
-            raise VhostBlkError('serial must be printable ASCII, got %r' % (serial,))
+            raise VhostBlkError(f'serial must be printable ASCII, got {serial!r}')
     bootindex = spec.get('bootindex')
     if bootindex is not None and bootindex < 0:
-        raise VhostBlkError('bootindex must not be negative, got %d' % bootindex)
+        raise VhostBlkError(f'bootindex must not be negative, got {bootindex}')
 
 
 def _escape(value):
@@ -120,7 +118,7 @@ def format_device(spec):
             continue
         if value is True:
             value = 'on'
-        parts.append('%s=%s' % (prop, _escape(str(value))))
+        parts.append(f'{prop}={_escape(str(value))}')
     return ','.join(parts)
 
 
@@ -202,14 +200,14 @@ def parse_xml(xml_text):
     if isinstance(xml_text, bytes):
         xml_text = xml_text.decode('utf-8')
     try:
-        for dummy, (prefix, uri) in ET.iterparse(io.StringIO(xml_text), events=('start-ns',)):
+        for _dummy, (prefix, uri) in ET.iterparse(io.StringIO(xml_text), events=('start-ns',)):
             if prefix and not re.match(r'^ns\d+$', prefix) and uri != QEMU_NS:
                 ET.register_namespace(prefix, uri)
         root = ET.fromstring(xml_text)
     except ET.ParseError as exc:
-        raise VhostBlkError('Cannot parse domain XML: %s' % exc)
+        raise VhostBlkError(f'Cannot parse domain XML: {exc}') from exc
     if root.tag != 'domain':
-        raise VhostBlkError('Not a libvirt domain XML document (root element is %s)' % root.tag)
+        raise VhostBlkError(f'Not a libvirt domain XML document (root element is {root.tag})')
     return root
 
 
@@ -377,6 +375,19 @@ def _identity(path):
     return path
 
 
+def path_users(root, name=None):
+    """Who uses which path in a domain: dicts with domain, what, id, path, readonly.
+
+    ``what`` is 'disk' (native <disk>, id = target dev) or 'vhost-blk disk'.
+    """
+    name = name or domain_name(root)
+    users = [{'domain': name, 'what': 'disk', 'id': disk['target'], 'path': disk['path'],
+              'readonly': disk['readonly']} for disk in native_disks(root) if disk['path']]
+    users.extend({'domain': name, 'what': 'vhost-blk disk', 'id': disk['id'], 'path': disk['path'],
+                  'readonly': disk['readonly']} for disk in vhostblk_disks(root) if disk['path'])
+    return users
+
+
 def check_conflicts(root, spec, other_domains=(), resolve=_identity):
     """Raise VhostBlkError if ``spec`` clashes with the domain or other domains.
 
@@ -386,35 +397,25 @@ def check_conflicts(root, spec, other_domains=(), resolve=_identity):
     """
     want = resolve(spec['path'])
     name = domain_name(root)
-
-    def clash(other_readonly):
-        return not (spec['readonly'] and other_readonly)
-
-    for disk in native_disks(root):
-        if disk['path'] and resolve(disk['path']) == want and clash(disk['readonly']):
-            raise VhostBlkError('Path %s is already used by disk %s of domain %s'
-                                % (spec['path'], disk['target'], name))
-    for other in vhostblk_disks(root):
-        if other['id'] == spec['id']:
-            continue
-        if other['path'] and resolve(other['path']) == want and clash(other['readonly']):
-            raise VhostBlkError('Path %s is already used by vhost-blk disk %s of domain %s'
-                                % (spec['path'], other['id'], name))
-        if spec['bootindex'] is not None and other['bootindex'] == spec['bootindex']:
-            raise VhostBlkError('bootindex %d is already used by vhost-blk disk %s of domain %s'
-                                % (spec['bootindex'], other['id'], name))
-    if spec['bootindex'] is not None and spec['bootindex'] in boot_orders(root):
-        raise VhostBlkError("bootindex %d is already used by a device with <boot order='%d'/> "
-                            "in domain %s" % (spec['bootindex'], spec['bootindex'], name))
+    users = [user for user in path_users(root, name)
+             if not (user['what'] == 'vhost-blk disk' and user['id'] == spec['id'])]
     for other_name, other_root in other_domains:
-        for disk in native_disks(other_root):
-            if disk['path'] and resolve(disk['path']) == want and clash(disk['readonly']):
-                raise VhostBlkError('Path %s is already used by disk %s of domain %s'
-                                    % (spec['path'], disk['target'], other_name))
-        for other in vhostblk_disks(other_root):
-            if other['path'] and resolve(other['path']) == want and clash(other['readonly']):
-                raise VhostBlkError('Path %s is already used by vhost-blk disk %s of domain %s'
-                                    % (spec['path'], other['id'], other_name))
+        users.extend(path_users(other_root, other_name))
+    for user in users:
+        if resolve(user['path']) == want and not (spec['readonly'] and user['readonly']):
+            raise VhostBlkError(f"Path {spec['path']} is already used by {user['what']} {user['id']} "
+                                f"of domain {user['domain']}")
+
+    bootindex = spec['bootindex']
+    if bootindex is None:
+        return
+    for other in vhostblk_disks(root):
+        if other['id'] != spec['id'] and other['bootindex'] == bootindex:
+            raise VhostBlkError(f"bootindex {bootindex} is already used by vhost-blk disk "
+                                f"{other['id']} of domain {name}")
+    if bootindex in boot_orders(root):
+        raise VhostBlkError(f"bootindex {bootindex} is already used by a device with "
+                            f"<boot order='{bootindex}'/> in domain {name}")
 
 
 def public_spec(spec):

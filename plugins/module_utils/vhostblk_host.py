@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Copyright: (c) 2026, vhost-blk fleet contributors
 """Host facts about vhost-blk: kernel module, dkms, device users, QEMU.
@@ -8,8 +7,6 @@ where a command is run, a ``run(argv) -> (rc, stdout, stderr)`` callable, so
 unit tests can point them at a fake tree and fake commands.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import grp
 import os
@@ -35,7 +32,7 @@ def _read(path, default=None):
     try:
         with open(path) as handle:
             return handle.read().strip()
-    except (IOError, OSError):
+    except OSError:
         return default
 
 
@@ -103,8 +100,8 @@ def parse_dkms_status(text):
     'built', 'installed', ...), warning (text in parentheses, or None).
     """
     entries = []
-    for line in text.splitlines():
-        line = line.strip()
+    for raw in text.splitlines():
+        line = raw.strip()
         match = _DKMS3_RE.match(line) or _DKMS2_RE.match(line)
         if not match:
             continue
@@ -145,10 +142,10 @@ def dkms_facts(run, root='/', kernels=None):
             'state': best['state'] if best else 'missing',
             'version': best['version'] if best else None,
             'warning': best['warning'] if best else None,
-            'headers': os.path.exists(_p(root, '/lib/modules/%s/build' % release)),
+            'headers': os.path.exists(_p(root, f'/lib/modules/{release}/build')),
         }
     return {'available': available, 'entries': entries, 'kernels': per_kernel,
-            'error': None if rc == 0 else (err or out or 'rc=%d' % rc).strip()}
+            'error': None if rc == 0 else (err or out or f'rc={rc}').strip()}
 
 
 # --------------------------------------------------------------------------
@@ -168,7 +165,7 @@ def device_facts(root='/'):
         facts['exists'] = True
         if stat.S_ISCHR(st.st_mode):
             facts['major'], facts['minor'] = os.major(st.st_rdev), os.minor(st.st_rdev)
-        facts['mode'] = '%04o' % stat.S_IMODE(st.st_mode)
+        facts['mode'] = f'{stat.S_IMODE(st.st_mode):04o}'
         facts['owner'] = _user_name(st.st_uid)
         facts['group'] = _group_name(st.st_gid)
     facts['users'] = device_users(root)
@@ -256,7 +253,7 @@ def qemu_facts(run, binary='qemu-system-x86_64', root='/'):
              'properties': [], 'error': None}
     path = find_binary(binary, root)
     if path is None:
-        facts['error'] = '%s not found' % binary
+        facts['error'] = f'{binary} not found'
         return facts
     facts['binary'] = path
     facts['present'] = True
@@ -270,7 +267,7 @@ def qemu_facts(run, binary='qemu-system-x86_64', root='/'):
         facts['error'] = str(exc)
         return facts
     if rc != 0:
-        facts['error'] = (err or out or 'rc=%d' % rc).strip()
+        facts['error'] = (err or out or f'rc={rc}').strip()
         return facts
     facts['vhost_blk_pci'] = QEMU_DEVICE in _help_names(out)
     if facts['vhost_blk_pci']:
@@ -285,7 +282,7 @@ def qemu_facts(run, binary='qemu-system-x86_64', root='/'):
 # --------------------------------------------------------------------------
 
 def _conf_value(text, key):
-    match = re.search(r'^\s*%s\s*=\s*"([^"]*)"' % re.escape(key), text, re.M)
+    match = re.search(rf'^\s*{re.escape(key)}\s*=\s*"([^"]*)"', text, re.M)
     return match.group(1) if match else None
 
 

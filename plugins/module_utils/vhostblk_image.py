@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Copyright: (c) 2026, vhost-blk fleet contributors
 """Image format detection for vhost-blk backing files.
@@ -9,8 +8,6 @@ would be handed to the guest as its on-disk bytes. This file recognises the
 common container formats by their magic bytes; qemu-img is not needed.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import os
 import stat

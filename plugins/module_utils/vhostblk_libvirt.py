@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Copyright: (c) 2026, vhost-blk fleet contributors
 """Thin, lazily imported access to libvirt-python.
@@ -8,13 +7,12 @@ their unit tests run) on machines without it.  Tests put a fake ``libvirt``
 module into ``sys.modules``.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import traceback
 
 from ansible_collections.vhostblk.fleet.plugins.module_utils.vhostblk_domain import (
-    VhostBlkError, parse_xml,
+    VhostBlkError,
+    parse_xml,
 )
 
 # Fallbacks for virDomainXMLFlags, should the binding lack the names.
@@ -26,15 +24,15 @@ class LibvirtMissing(Exception):
     """libvirt-python is not installed; ``traceback`` says why."""
 
     def __init__(self, trace):
-        super(LibvirtMissing, self).__init__('libvirt-python is not importable')
+        super().__init__('libvirt-python is not importable')
         self.traceback = trace
 
 
 def import_libvirt():
     try:
-        import libvirt  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        raise LibvirtMissing(traceback.format_exc())
+        import libvirt  # noqa: PLC0415  # pylint: disable=import-outside-toplevel
+    except ImportError as exc:
+        raise LibvirtMissing(traceback.format_exc()) from exc
     return libvirt
 
 
@@ -50,7 +48,7 @@ def connect(uri, readonly=False):
             return libvirt.openReadOnly(uri)
         return libvirt.open(uri)
     except libvirt.libvirtError as exc:
-        raise VhostBlkError('Cannot connect to libvirt at %s: %s' % (uri, exc))
+        raise VhostBlkError(f'Cannot connect to libvirt at {uri}: {exc}') from exc
 
 
 def lookup(conn, name):
@@ -58,7 +56,7 @@ def lookup(conn, name):
     try:
         return conn.lookupByName(name)
     except libvirt.libvirtError as exc:
-        raise VhostBlkError('Domain %s not found: %s' % (name, exc))
+        raise VhostBlkError(f'Domain {name} not found: {exc}') from exc
 
 
 def inactive_xml(dom, secure=True):
@@ -80,7 +78,7 @@ def define(conn, xml_text):
     try:
         return conn.defineXML(xml_text)
     except libvirt.libvirtError as exc:
-        raise VhostBlkError('libvirt refused the new definition: %s' % exc)
+        raise VhostBlkError(f'libvirt refused the new definition: {exc}') from exc
 
 
 def other_domains(conn, exclude_name):

@@ -1,11 +1,10 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Copyright: (c) 2026, vhost-blk fleet contributors
 # GNU General Public License v2.0 or later, so version 3 or later too (see https://www.gnu.org/licenses/gpl-2.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
+# Ansible modules import after DOCUMENTATION, EXAMPLES and RETURN.
+# ruff: noqa: E402
 
 DOCUMENTATION = r'''
 ---
@@ -123,10 +122,10 @@ notes:
   - "AppArmor: virt-aa-helper only adds paths libvirt knows about. Allow the backing file and
     the device in C(/etc/apparmor.d/local/abstractions/libvirt-qemu), for example
     C(/dev/vhost-blk rw,) and C(/srv/images/vm1.img rwk,), then reload the profiles."
-  - "The device cgroup of libvirt blocks C(/dev/vhost-blk) unless it is added to
-    C(cgroup_device_acl) in C(/etc/libvirt/qemu.conf); with C(namespaces = [ \"mount\" ]) the
-    node must also be reachable in the domain's private C(/dev). M(vhostblk.fleet.info)
-    reports the C(cgroup_device_acl) setting."
+  - "libvirt's device cgroup blocks C(/dev/vhost-blk), and the private C(/dev) libvirt builds
+    for each domain lacks it, unless it is listed in C(cgroup_device_acl) of
+    C(/etc/libvirt/qemu.conf) (restart libvirtd after the change). The module warns when
+    C(qemu.conf) exists and the device is not listed; M(vhostblk.fleet.info) reports the setting."
   - SELinux labels are not changed; on SELinux hosts label the file C(svirt_image_t) yourself.
   - Live migration of a domain with a vhost-blk disk is not supported.
 seealso:
@@ -267,21 +266,33 @@ ownership:
       sample: true
 '''
 
-import os
 import grp
+import os
 import pwd
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
+from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_libvirt as lv
 from ansible_collections.vhostblk.fleet.plugins.module_utils.vhostblk_domain import (
-    VhostBlkError, canonical_xml, check_conflicts, find_disk, make_spec, mask_secrets,
-    parse_xml, public_spec, remove_disk, same_disk, set_disk, to_xml,
+    VhostBlkError,
+    canonical_xml,
+    check_conflicts,
+    find_disk,
+    make_spec,
+    mask_secrets,
+    parse_xml,
+    public_spec,
+    remove_disk,
+    same_disk,
+    set_disk,
+    to_xml,
 )
 from ansible_collections.vhostblk.fleet.plugins.module_utils.vhostblk_host import (
-    DEVICE_PATH, is_char_device, qemu_identity,
+    DEVICE_PATH,
+    is_char_device,
+    qemu_conf_facts,
+    qemu_identity,
 )
 from ansible_collections.vhostblk.fleet.plugins.module_utils.vhostblk_image import probe_image
-from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_libvirt as lv
 
 
 def _uid(name):
@@ -302,16 +313,16 @@ def _name_of(lookup, number):
 def check_path(path):
     """Probe the backing path; raise VhostBlkError if vhost-blk cannot serve it."""
     if not os.path.exists(path):
-        raise VhostBlkError('Backing path %s does not exist' % path)
+        raise VhostBlkError(f'Backing path {path} does not exist')
     try:
         image = probe_image(path)
-    except (IOError, OSError) as exc:
-        raise VhostBlkError('Cannot read backing path %s: %s' % (path, exc))
+    except OSError as exc:
+        raise VhostBlkError(f'Cannot read backing path {path}: {exc}') from exc
     if image['kind'] == 'other':
-        raise VhostBlkError('Backing path %s is neither a regular file nor a block device' % path)
+        raise VhostBlkError(f'Backing path {path} is neither a regular file nor a block device')
     if image['format'] != 'raw':
-        raise VhostBlkError('Backing path %s is a %s image; vhost-blk serves raw images only '
-                            '(convert it with qemu-img convert -O raw)' % (path, image['format']))
+        raise VhostBlkError(f"Backing path {path} is a {image['format']} image; vhost-blk serves raw "
+                            "images only (convert it with qemu-img convert -O raw)")
     return image
 
 
@@ -326,29 +337,29 @@ def ensure_ownership(module, path):
     try:
         uid, gid = _uid(owner), _gid(group)
     except KeyError as exc:
-        raise VhostBlkError('Unknown user or group for the backing path: %s' % exc)
+        raise VhostBlkError(f'Unknown user or group for the backing path: {exc}') from exc
     st = os.stat(path)
     result = {
         'path': path, 'owner': owner, 'group': group,
-        'before': '%s:%s' % (_name_of(pwd.getpwuid, st.st_uid), _name_of(grp.getgrgid, st.st_gid)),
+        'before': f'{_name_of(pwd.getpwuid, st.st_uid)}:{_name_of(grp.getgrgid, st.st_gid)}',
         'changed': (st.st_uid, st.st_gid) != (uid, gid),
     }
     if result['changed'] and not module.check_mode:
         try:
             os.chown(path, uid, gid)
         except OSError as exc:
-            raise VhostBlkError('Cannot change the owner of %s to %s:%s: %s' % (path, owner, group, exc))
+            raise VhostBlkError(f'Cannot change the owner of {path} to {owner}:{group}: {exc}') from exc
     return result
 
 
 def restart_message(name, disk_id, action, active, restart):
     if action == 'unchanged':
-        text = 'Disk %s of %s is up to date' % (disk_id, name)
+        text = f'Disk {disk_id} of {name} is up to date'
     elif action == 'removed':
-        text = 'Disk %s removed from the definition of %s' % (disk_id, name)
+        text = f'Disk {disk_id} removed from the definition of {name}'
     else:
-        text = 'Disk %s %s %s the definition of %s' % (
-            disk_id, action, 'to' if action == 'added' else 'in', name)
+        preposition = 'to' if action == 'added' else 'in'
+        text = f'Disk {disk_id} {action} {preposition} the definition of {name}'
     if restart:
         return text + '; restart the domain to apply it (libvirt cannot hot-plug pass-through devices)'
     if action != 'unchanged' and not active:
@@ -367,11 +378,18 @@ def run_module(module):
                          readonly=params['readonly'], bootindex=params['bootindex'])
         result['image'] = check_path(spec['path'])
         if params['check_device'] and not is_char_device(DEVICE_PATH):
-            raise VhostBlkError('%s is missing: load the vhost_blk kernel module (modprobe '
-                                'vhost_blk), or set check_device=false' % DEVICE_PATH)
+            raise VhostBlkError(f'{DEVICE_PATH} is missing: load the vhost_blk kernel module (modprobe '
+                                'vhost_blk), or set check_device=false')
+        conf = qemu_conf_facts()
+        if conf['present'] and not conf['device_allowed']:
+            module.warn(f'{DEVICE_PATH} is not in cgroup_device_acl of /etc/libvirt/qemu.conf: QEMU will not '
+                        'be allowed to open it')
 
     conn = lv.connect(params['uri'])
     dom = lv.lookup(conn, name)
+    if not dom.isPersistent():
+        raise VhostBlkError(f'Domain {name} is transient: vhost-blk disks are kept in the persistent '
+                            'definition, define the domain first')
     before_xml = lv.inactive_xml(dom)
     root = parse_xml(before_xml)
 
@@ -393,8 +411,8 @@ def run_module(module):
     if result['changed'] and module._diff:
         result['diff'] = {
             'before': mask_secrets(before_canon), 'after': mask_secrets(after_canon),
-            'before_header': '%s (persistent definition)' % name,
-            'after_header': '%s (persistent definition)' % name,
+            'before_header': f'{name} (persistent definition)',
+            'after_header': f'{name} (persistent definition)',
         }
 
     if state == 'present' and params['manage_ownership']:

@@ -1,11 +1,10 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Copyright: (c) 2026, vhost-blk fleet contributors
 # GNU General Public License v2.0 or later, so version 3 or later too (see https://www.gnu.org/licenses/gpl-2.0.txt)
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
+# Ansible modules import after DOCUMENTATION, EXAMPLES and RETURN.
+# ruff: noqa: E402
 
 DOCUMENTATION = r'''
 ---
@@ -219,12 +218,15 @@ notes:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.vhostblk.fleet.plugins.module_utils.vhostblk_domain import (
-    VhostBlkError, parse_xml, public_spec, same_disk, vhostblk_disks,
-)
 from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_host as host
 from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_libvirt as lv
+from ansible_collections.vhostblk.fleet.plugins.module_utils.vhostblk_domain import (
+    VhostBlkError,
+    parse_xml,
+    public_spec,
+    same_disk,
+    vhostblk_disks,
+)
 
 
 def domain_facts(uri):
@@ -260,7 +262,7 @@ def gather(module, root='/'):
         if '/' not in exe:
             exe = module.get_bin_path(exe, opt_dirs=['/usr/sbin', '/sbin'])
         if exe is None:
-            return 127, '', '%s: command not found' % argv[0]
+            return 127, '', f'{argv[0]}: command not found'
         return module.run_command([exe] + list(argv[1:]))
 
     kernels = host.installed_kernels(root)
@@ -278,14 +280,14 @@ def gather(module, root='/'):
     if not result['dkms']['available']:
         result['notes'].append('dkms is not installed')
     if not result['qemu']['present']:
-        result['notes'].append('QEMU binary %s not found' % module.params['qemu_binary'])
+        result['notes'].append(f"QEMU binary {module.params['qemu_binary']} not found")
     if module.params['domains']:
         try:
             result['domains'] = domain_facts(module.params['uri'])
         except lv.LibvirtMissing:
             result['notes'].append('libvirt-python is not installed: domains skipped')
         except VhostBlkError as exc:
-            result['notes'].append('%s: domains skipped' % exc)
+            result['notes'].append(f'{exc}: domains skipped')
     return result
 
 

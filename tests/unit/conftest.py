@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Make ``ansible_collections.vhostblk.fleet`` importable under plain pytest.
 
@@ -8,8 +7,6 @@ root), this links the checkout into a temporary ansible_collections tree and
 puts that tree on sys.path.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import atexit
 import os

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # SPDX-License-Identifier: GPL-2.0-or-later
 """A small fake of libvirt-python: enough for the vhost-blk modules.
 
@@ -8,8 +7,6 @@ re-formats what it stores (its own indentation and quoting, as libvirt does),
 keeps graphics passwords out of XMLDesc() unless VIR_DOMAIN_XML_SECURE is given.
 """
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import re
 import types
@@ -34,11 +31,12 @@ def libvirt_normalise(text):
     return re.sub(r'="([^"]*)"', r"='\1'", pretty)
 
 
-class FakeDomain(object):
+class FakeDomain:
     def __init__(self, conn, xml_text, active=False, live_xml=None):
         self.conn = conn
         self.persistent = libvirt_normalise(xml_text)
         self.active = active
+        self.transient = False
         self.live = libvirt_normalise(live_xml) if live_xml else self.persistent
 
     def name(self):
@@ -47,6 +45,9 @@ class FakeDomain(object):
     def isActive(self):  # pylint: disable=invalid-name
         return 1 if self.active else 0
 
+    def isPersistent(self):  # pylint: disable=invalid-name
+        return 0 if self.transient else 1
+
     def XMLDesc(self, flags=0):  # pylint: disable=invalid-name
         text = self.persistent if (flags & VIR_DOMAIN_XML_INACTIVE or not self.active) else self.live
         if not flags & VIR_DOMAIN_XML_SECURE:
@@ -54,7 +55,7 @@ class FakeDomain(object):
         return text
 
 
-class FakeConn(object):
+class FakeConn:
     def __init__(self, domains=()):
         self.domains = {}
         self.defined = []
@@ -68,7 +69,7 @@ class FakeConn(object):
 
     def lookupByName(self, name):  # pylint: disable=invalid-name
         if name not in self.domains:
-            raise libvirtError("Domain not found: no domain with matching name '%s'" % name)
+            raise libvirtError(f"Domain not found: no domain with matching name '{name}'")
         return self.domains[name]
 
     def listAllDomains(self, flags=0):  # pylint: disable=invalid-name,unused-argument
@@ -78,7 +79,7 @@ class FakeConn(object):
         try:
             doc = xml.dom.minidom.parseString(xml_text)
         except Exception as exc:  # pylint: disable=broad-except
-            raise libvirtError('XML error: %s' % exc)
+            raise libvirtError(f'XML error: {exc}') from exc
         root = doc.documentElement
         for elem in root.getElementsByTagName('*'):
             if elem.prefix == 'qemu' and root.getAttribute('xmlns:qemu') != \
@@ -103,7 +104,7 @@ def make_module(conn, fail_open=False):
 
     def _open(uri):
         if fail_open:
-            raise libvirtError('Failed to connect socket to %s' % uri)
+            raise libvirtError(f'Failed to connect socket to {uri}')
         mod.opened.append(uri)
         return conn
 

@@ -1,15 +1,30 @@
-# -*- coding: utf-8 -*-
 # SPDX-License-Identifier: GPL-2.0-or-later
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
+
+import shutil
+import subprocess
 
 import pytest
-
 from ansible_collections.vhostblk.fleet.plugins.module_utils.vhostblk_domain import (
-    QEMU_NS, VhostBlkError, boot_orders, canonical_xml, check_conflicts, device_args,
-    find_disk, format_device, make_spec, mask_secrets, native_disks, parse_device, parse_xml,
-    remove_disk, same_disk, set_disk, split_options, to_xml, vhostblk_disks,
+    QEMU_NS,
+    VhostBlkError,
+    boot_orders,
+    canonical_xml,
+    check_conflicts,
+    device_args,
+    find_disk,
+    format_device,
+    make_spec,
+    mask_secrets,
+    native_disks,
+    parse_device,
+    parse_xml,
+    remove_disk,
+    same_disk,
+    set_disk,
+    split_options,
+    to_xml,
+    vhostblk_disks,
 )
 from ansible_collections.vhostblk.fleet.tests.unit.plugins.module_harness import fixture
 
@@ -21,7 +36,7 @@ def vm1():
 
 
 def qemu_args(root):
-    return [arg.get('value') for arg in root.iter('{%s}arg' % QEMU_NS)]
+    return [arg.get('value') for arg in root.iter(f'{{{QEMU_NS}}}arg')]
 
 
 def spec(**kwargs):
@@ -125,7 +140,7 @@ def test_add_keeps_user_args_and_env_order():
     assert qemu_args(root) == ['-fw_cfg', 'name=opt/com.example/role,string=db',
                                '-device', 'pvpanic,ioport=0x505',
                                '-device', 'vhost-blk-pci,id=vblk0,drive=/srv/images/vblk0.img,num-queues=4']
-    cmdline = root.find('{%s}commandline' % QEMU_NS)
+    cmdline = root.find(f'{{{QEMU_NS}}}commandline')
     assert [child.tag.split('}')[1] for child in cmdline] == ['arg'] * 6 + ['env']
 
 
@@ -133,7 +148,7 @@ def test_add_to_domain_without_qemu_namespace_declares_it():
     root = parse_xml(fixture('vm2-plain.xml', IMAGES))
     set_disk(root, spec())
     text = to_xml(root)
-    assert "xmlns:qemu=\"%s\"" % QEMU_NS in text.splitlines()[0]
+    assert f"xmlns:qemu=\"{QEMU_NS}\"" in text.splitlines()[0]
     assert '<qemu:commandline>' in text
     assert find_disk(parse_xml(text), 'vblk0')['path'] == IMAGES + '/vblk0.img'
 
@@ -160,7 +175,7 @@ def test_update_in_place_and_unchanged():
 
 def test_update_rewrites_hand_written_line_canonically():
     root = vm1()
-    cmdline = root.find('{%s}commandline' % QEMU_NS)
+    cmdline = root.find(f'{{{QEMU_NS}}}commandline')
     cmdline[3].set('value', 'vhost-blk-pci,num-queues=2,drive=/srv/images/vblk0.img,id=vblk0')
     assert find_disk(root, 'vblk0')['queues'] == 2
     assert set_disk(root, spec(queues=2)) == 'updated'
@@ -173,14 +188,14 @@ def test_remove_leaves_user_args_alone():
     set_disk(root, spec())
     assert remove_disk(root, 'vblk0') is True
     assert qemu_args(root) == original
-    assert root.find('{%s}commandline/{%s}env' % (QEMU_NS, QEMU_NS)).get('name') == 'QEMU_AUDIO_DRV'
+    assert root.find(f'{{{QEMU_NS}}}commandline/{{{QEMU_NS}}}env').get('name') == 'QEMU_AUDIO_DRV'
     assert remove_disk(root, 'vblk0') is False
 
 
 def test_remove_last_arg_drops_empty_commandline():
     root = parse_xml(fixture('vm3-vhostblk.xml', IMAGES))
     assert remove_disk(root, 'data0') is True
-    assert root.find('{%s}commandline' % QEMU_NS) is None
+    assert root.find(f'{{{QEMU_NS}}}commandline') is None
     assert 'xmlns:qemu' not in to_xml(root)
 
 
@@ -189,7 +204,7 @@ def test_namespace_and_prefixes_survive_reserialisation():
     set_disk(root, spec())
     text = to_xml(root)
     first = text.splitlines()[0]
-    assert first.startswith('<domain ') and 'xmlns:qemu="%s"' % QEMU_NS in first
+    assert first.startswith('<domain ') and f'xmlns:qemu="{QEMU_NS}"' in first
     assert '<libosinfo:os id="http://debian.org/debian/12" />' in text
     assert 'ns0:' not in text
     # a second round trip is a fixed point, and the disk reads back the same
@@ -260,3 +275,31 @@ def test_conflict_bootindex():
 def test_mask_secrets():
     assert mask_secrets("<graphics passwd='s3cret' port='1'/>") == "<graphics passwd='********' port='1'/>"
     assert mask_secrets('<graphics passwd="s3cret"/>') == '<graphics passwd="********"/>'
+
+
+# ---- libvirt's own schema (when libvirt-clients is installed) -----------------
+
+VALIDATOR = shutil.which('virt-xml-validate')
+
+
+def validate(tmp_path, text):
+    path = tmp_path / 'domain.xml'
+    path.write_text(text)
+    proc = subprocess.run([VALIDATOR, str(path), 'domain'], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, check=False)
+    return proc.returncode, proc.stdout
+
+
+@pytest.mark.skipif(VALIDATOR is None, reason='virt-xml-validate (libvirt-clients) not installed')
+@pytest.mark.parametrize('name', ['vm1-q35.xml', 'vm2-plain.xml', 'vm3-vhostblk.xml'])
+def test_results_validate_against_libvirt_schema(tmp_path, name):
+    root = parse_xml(fixture(name, IMAGES))
+    set_disk(root, spec(queues=4, queue_size=256, serial='S1', bootindex=2, readonly=True))
+    added = to_xml(root)
+    assert validate(tmp_path, added) == (0, f"{tmp_path / 'domain.xml'} validates\n")
+    remove_disk(root, 'vblk0')
+    remove_disk(root, 'data0')
+    assert validate(tmp_path, to_xml(root))[0] == 0
+    # the validator does catch a broken qemu:commandline
+    broken = added.replace('<qemu:arg value="-device" />', '<qemu:arg name="-device" />')
+    assert validate(tmp_path, broken)[0] != 0

@@ -1,13 +1,9 @@
-# -*- coding: utf-8 -*-
 # SPDX-License-Identifier: GPL-2.0-or-later
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import os
 
 import pytest
-
 from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_host as host
 
 DKMS3 = """vhost-blk/0.1.0, 6.1.0-26-amd64, x86_64: installed
@@ -38,7 +34,7 @@ def write(root, path, text=''):
     return full
 
 
-class Runner(object):
+class Runner:
     """Fake run(argv): answers by the argv tail, records calls."""
 
     def __init__(self, answers):
@@ -52,7 +48,7 @@ class Runner(object):
                 if isinstance(answer, Exception):
                     raise answer
                 return answer
-        return 1, '', 'unexpected %r' % (argv,)
+        return 1, '', f'unexpected {argv!r}'
 
 
 # ---- kernel module ---------------------------------------------------------

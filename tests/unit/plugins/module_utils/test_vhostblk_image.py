@@ -1,13 +1,10 @@
-# -*- coding: utf-8 -*-
 # SPDX-License-Identifier: GPL-2.0-or-later
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import pytest
-
 from ansible_collections.vhostblk.fleet.plugins.module_utils.vhostblk_image import (
-    detect_format, probe_image,
+    detect_format,
+    probe_image,
 )
 
 QCOW2_V3 = b'QFI\xfb\x00\x00\x00\x03' + b'\x00' * 504

@@ -1,21 +1,22 @@
-# -*- coding: utf-8 -*-
 # SPDX-License-Identifier: GPL-2.0-or-later
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import os
 import sys
 
 import pytest
-
-from ansible_collections.vhostblk.fleet.plugins.modules import disk
 from ansible_collections.vhostblk.fleet.plugins.module_utils.vhostblk_domain import (
-    QEMU_NS, find_disk, parse_xml, vhostblk_disks,
+    QEMU_NS,
+    find_disk,
+    parse_xml,
+    vhostblk_disks,
 )
+from ansible_collections.vhostblk.fleet.plugins.modules import disk
 from ansible_collections.vhostblk.fleet.tests.unit.plugins import fake_libvirt
 from ansible_collections.vhostblk.fleet.tests.unit.plugins.module_harness import (
-    ModuleFail, fixture, run,
+    ModuleFail,
+    fixture,
+    run,
 )
 
 ME = str(os.getuid())
@@ -56,7 +57,7 @@ def persistent(conn, name='vm1'):
 
 
 def user_args(root):
-    return [a.get('value') for a in root.iter('{%s}arg' % QEMU_NS) if 'vhost-blk' not in a.get('value')]
+    return [a.get('value') for a in root.iter(f'{{{QEMU_NS}}}arg') if 'vhost-blk' not in a.get('value')]
 
 
 # ---- add, idempotence, update, remove ---------------------------------------
@@ -64,8 +65,8 @@ def user_args(root):
 def test_add_then_idempotent(monkeypatch, conn, images):
     result = run(monkeypatch, disk.main, args(images, queues=4, queue_size=256, serial='VM1DATA'))
     assert result['changed'] is True and result['action'] == 'added'
-    assert result['disk']['device'] == ('vhost-blk-pci,id=vblk0,drive=%s/vblk0.img,num-queues=4,'
-                                        'queue-size=256,serial=VM1DATA' % images)
+    assert result['disk']['device'] == (f'vhost-blk-pci,id=vblk0,drive={images}/vblk0.img,num-queues=4,'
+                                        'queue-size=256,serial=VM1DATA')
     assert result['restart_required'] is False
     assert 'next start' in result['msg']
     assert result['image'] == {'kind': 'file', 'size': 65536, 'format': 'raw'}
@@ -83,10 +84,10 @@ def test_define_keeps_secrets_and_namespace(monkeypatch, conn, images):
     run(monkeypatch, disk.main, args(images))
     text = conn.defined[0]
     assert "passwd=\"s3cret\"" in text          # read with VIR_DOMAIN_XML_SECURE
-    assert 'xmlns:qemu="%s"' % QEMU_NS in text.splitlines()[0]
+    assert f'xmlns:qemu="{QEMU_NS}"' in text.splitlines()[0]
     # what libvirt stored (and would show in virsh edit) parses back to the same disk
     stored = conn.domains['vm1'].XMLDesc(fake_libvirt.VIR_DOMAIN_XML_INACTIVE)
-    assert "xmlns:qemu='%s'" % QEMU_NS in stored.splitlines()[0]
+    assert f"xmlns:qemu='{QEMU_NS}'" in stored.splitlines()[0]
     assert find_disk(parse_xml(stored), 'vblk0')['path'] == str(images / 'vblk0.img')
 
 
@@ -112,7 +113,7 @@ def test_remove_leaves_user_args(monkeypatch, conn, images):
     assert result['disk'] is None
     root = persistent(conn)
     assert vhostblk_disks(root) == [] and user_args(root) == original
-    assert root.find('{%s}commandline/{%s}env' % (QEMU_NS, QEMU_NS)) is not None
+    assert root.find(f'{{{QEMU_NS}}}commandline/{{{QEMU_NS}}}env') is not None
     again = run(monkeypatch, disk.main, {'name': 'vm1', 'id': 'vblk0', 'state': 'absent'})
     assert again['changed'] is False and len(conn.defined) == 2
 
@@ -123,7 +124,7 @@ def test_absent_needs_no_path_nor_device(monkeypatch, conn, images):
     assert result['changed'] is True
     assert result['restart_required'] is True            # vm3 runs with data0
     assert 'restart the domain' in result['msg']
-    assert persistent(conn, 'vm3').find('{%s}commandline' % QEMU_NS) is None
+    assert persistent(conn, 'vm3').find(f'{{{QEMU_NS}}}commandline') is None
 
 
 # ---- check mode and diff ------------------------------------------------------
@@ -250,7 +251,7 @@ def test_backing_path_is_a_directory(monkeypatch, conn, images):
 def test_non_raw_image(monkeypatch, conn, images, magic, fmt):
     path = images / ('image.' + fmt)
     path.write_bytes(magic + b'\x00' * 512)
-    result = fails(monkeypatch, args(images, path=str(path)), 'is a %s image' % fmt)
+    result = fails(monkeypatch, args(images, path=str(path)), f'is a {fmt} image')
     assert 'raw images only' in result['msg']
     assert conn.defined == []
 
@@ -317,3 +318,18 @@ def test_define_refused(monkeypatch, conn, images):
         raise fake_libvirt.libvirtError('unsupported configuration: no good')
     monkeypatch.setattr(conn, 'defineXML', refuse)
     fails(monkeypatch, args(images), 'libvirt refused the new definition: unsupported configuration')
+
+
+def test_transient_domain_refused(monkeypatch, conn, images):
+    conn.domains['vm1'].transient = True
+    fails(monkeypatch, args(images), 'Domain vm1 is transient')
+
+
+@pytest.mark.parametrize('acl, warned', [(None, True), (['/dev/null', '/dev/vhost-blk'], False)])
+def test_warns_when_device_not_in_cgroup_acl(monkeypatch, conn, images, acl, warned):
+    monkeypatch.setattr(disk, 'qemu_conf_facts',
+                        lambda: {'present': True, 'cgroup_device_acl': acl,
+                                 'device_allowed': bool(acl) and '/dev/vhost-blk' in acl})
+    result = run(monkeypatch, disk.main, args(images))
+    warnings = result.get('warnings') or []
+    assert any('cgroup_device_acl' in w for w in warnings) is warned

@@ -1,13 +1,9 @@
-# -*- coding: utf-8 -*-
 # SPDX-License-Identifier: GPL-2.0-or-later
 
-from __future__ import absolute_import, division, print_function
-__metaclass__ = type
 
 import sys
 
 import pytest
-
 from ansible_collections.vhostblk.fleet.plugins.modules import info
 from ansible_collections.vhostblk.fleet.tests.unit.plugins import fake_libvirt
 from ansible_collections.vhostblk.fleet.tests.unit.plugins.module_harness import fixture, run
@@ -16,7 +12,7 @@ DKMS = 'vhost-blk/0.1.0, 6.1.0-26-amd64, x86_64: installed\n'
 HELP = 'name "virtio-blk-pci", bus PCI\nname "vhost-blk-pci", bus PCI\n'
 
 
-class FakeModule(object):
+class FakeModule:
     """The few AnsibleModule members gather() uses."""
 
     def __init__(self, params, commands, bins=('dkms',)):
