@@ -1,0 +1,172 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Checks of the QEMU patch series in qemu-patches/<version>/.
+
+- every series file lists existing git-format-patch files, and every patch is listed;
+- every patch carries DEP-3 fields (Description, Author, Forwarded: not-needed, Last-Update);
+- the vendored linux-headers/linux/vhost_blk.h is byte-for-byte the uapi header of kmod-src;
+- when a Debian source tree (Debian's quilt series applied) is given in VHOSTBLK_QEMU_SRC_72 /
+  VHOSTBLK_QEMU_SRC_100, the series applies to it in order without fuzz.
+"""
+
+import datetime
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PATCH_ROOT = REPO / "qemu-patches"
+UAPI = REPO / "kmod-src" / "include" / "uapi" / "linux" / "vhost_blk.h"
+VENDORED = "linux-headers/linux/vhost_blk.h"
+# version directory -> environment variable naming a prepared Debian source tree
+VERSIONS = {"7.2": "VHOSTBLK_QEMU_SRC_72", "10.0": "VHOSTBLK_QEMU_SRC_100"}
+DEP3_REQUIRED = ("Description", "Author", "Forwarded", "Last-Update")
+
+
+def read_series(version):
+    lines = (PATCH_ROOT / version / "series").read_text().splitlines()
+    return [ln.split()[0] for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def patch_header(text):
+    """The part of a git-format-patch file before the '---' separating message and diff."""
+    head, sep, _ = text.partition("\n---\n")
+    assert sep, "no '---' line between the message and the diff"
+    return head
+
+
+def dep3_fields(text):
+    fields = {}
+    for line in patch_header(text).splitlines():
+        m = re.match(r"^([A-Z][A-Za-z-]+): (.*)$", line)
+        if m:
+            fields.setdefault(m.group(1), m.group(2).strip())
+    return fields
+
+
+def file_sections(text):
+    """Yield (path, section text) for every 'diff --git a/X b/X' section of a patch."""
+    parts = re.split(r"^(?=diff --git )", text, flags=re.M)
+    for part in parts[1:]:
+        m = re.match(r"diff --git a/(\S+) b/(\S+)", part)
+        yield m.group(2), part
+
+
+def new_file_content(section):
+    """Content of a file created by a diff section (a single '@@ -0,0 +1,N @@' hunk)."""
+    assert "\nnew file mode " in section, "section does not create a file"
+    hunks = section.split("\n@@ ")
+    assert len(hunks) == 2, "a created file must come in one hunk"
+    body = hunks[1].split("\n", 1)[1]
+    out = []
+    lines = body.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith("+"):
+            out.append(line[1:] + "\n")
+        elif line.startswith("\\ No newline at end of file"):
+            out[-1] = out[-1][:-1]
+        elif line == "-- " or line == "" or line.startswith("diff --git"):
+            # end of the hunk (signature, trailing newline)
+            if line == "" and i + 1 < len(lines) and lines[i + 1].startswith("+"):
+                raise AssertionError("blank line inside the hunk")
+            break
+        else:
+            raise AssertionError(f"unexpected line in a new-file hunk: {line!r}")
+    return "".join(out).encode()
+
+
+@pytest.fixture(params=sorted(VERSIONS))
+def version(request):
+    if not (PATCH_ROOT / request.param).is_dir():
+        pytest.fail(f"qemu-patches/{request.param} is missing")
+    return request.param
+
+
+def test_series_lists_exactly_the_patches(version):
+    series = read_series(version)
+    assert series, "empty series"
+    assert len(series) == len(set(series)), "duplicate entries in series"
+    on_disk = sorted(p.name for p in (PATCH_ROOT / version).glob("*.patch"))
+    assert sorted(series) == on_disk
+    for i, name in enumerate(series, 1):
+        assert re.match(rf"^{i:04d}-[A-Za-z0-9][A-Za-z0-9._-]*\.patch$", name), f"bad name or order: {name}"
+
+
+def test_patches_are_git_format_patch_with_dep3(version):
+    for name in read_series(version):
+        text = (PATCH_ROOT / version / name).read_text()
+        assert text.startswith("From "), f"{name}: not git format-patch output"
+        assert re.search(r"^Subject: \[PATCH[^\]]*\] \S", text, re.M), f"{name}: no Subject"
+        assert "\ndiff --git a/" in text, f"{name}: no diff"
+        fields = dep3_fields(text)
+        for key in DEP3_REQUIRED:
+            assert fields.get(key), f"{name}: DEP-3 field {key} missing"
+        assert fields["Forwarded"] == "not-needed", f"{name}: Forwarded must be not-needed"
+        datetime.date.fromisoformat(fields["Last-Update"])
+        assert "<" in fields["Author"] and "@" in fields["Author"], f"{name}: Author needs a mail address"
+
+
+def test_vendored_uapi_header_is_identical(version):
+    original = UAPI.read_bytes()
+    copies = 0
+    for name in read_series(version):
+        text = (PATCH_ROOT / version / name).read_text()
+        for path, section in file_sections(text):
+            if path != VENDORED:
+                continue
+            assert "\nnew file mode " in section, f"{name}: modifies the vendored header instead of adding it"
+            assert new_file_content(section) == original, f"{name}: {VENDORED} differs from {UAPI}"
+            assert "kmod-src/include/uapi/linux/vhost_blk.h" in dep3_fields(text)["Description"] + patch_header(
+                text
+            ), f"{name}: DEP-3 header does not say where the copy comes from"
+            copies += 1
+    assert copies == 1, f"{VENDORED} must be added exactly once per series, found {copies}"
+
+
+def test_new_file_parser_rejects_a_changed_copy():
+    """The comparison above must notice a one-byte difference."""
+    text = (PATCH_ROOT / "7.2" / read_series("7.2")[0]).read_text()
+    sections = dict(file_sections(text))
+    section = sections.get(VENDORED)
+    if section is None:
+        pytest.skip("first 7.2 patch does not carry the header")
+    tampered = section.replace("+#define VHOST_BLK_ABI_VERSION\t\t1", "+#define VHOST_BLK_ABI_VERSION\t\t2")
+    assert tampered != section
+    assert new_file_content(tampered) != UAPI.read_bytes()
+
+
+def touched_paths(text):
+    return [path for path, _ in file_sections(text)]
+
+
+@pytest.mark.parametrize("ver", sorted(VERSIONS))
+def test_series_applies_to_debian_source(ver, tmp_path):
+    env = VERSIONS[ver]
+    src = os.environ.get(env)
+    if not src:
+        pytest.skip(f"{env} not set (path of a Debian qemu source tree with debian/patches applied)")
+    src = Path(src)
+    assert (src / "debian" / "patches" / "series").is_file(), f"{src} is not a Debian qemu source tree"
+    if not shutil.which("patch"):
+        pytest.skip("patch(1) not installed")
+    # Copy only the files the series touches, then apply the series for real, in order.
+    names = read_series(ver)
+    for name in names:
+        for rel in touched_paths((PATCH_ROOT / ver / name).read_text()):
+            if (src / rel).exists():
+                dst = tmp_path / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src / rel, dst)
+    for name in names:
+        res = subprocess.run(
+            ["patch", "-p1", "--forward", "--batch", "--fuzz=0", "-i", str(PATCH_ROOT / ver / name)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert res.returncode == 0, f"{name} does not apply to {src}:\n{res.stdout}{res.stderr}"
+        assert "fuzz" not in res.stdout, f"{name} applies only with fuzz:\n{res.stdout}"
