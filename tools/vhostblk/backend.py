@@ -15,12 +15,14 @@ def parse_size(text):
     return int(m.group(1)) * _UNITS[m.group(2).upper()]
 
 
-def open_backend(path, size=None, readonly=False, create=True):
+def open_backend(path, size=None, readonly=False, create=True, direct=False):
     """Open a file (created/extended to ``size`` when given) or a block device.
 
     Returns (fd, size_bytes, is_blockdev).
     """
     flags = (os.O_RDONLY if readonly else os.O_RDWR) | os.O_CLOEXEC
+    if direct:
+        flags |= os.O_DIRECT
     try:
         st = os.stat(path)
     except FileNotFoundError:

@@ -51,6 +51,8 @@ def build_parser():
                     help="size of a created backing file (default 64M)")
     st.add_argument("--queue-size", type=int, default=128, help="ring entries (default 128)")
     st.add_argument("--mem", type=int, default=64, help="guest RAM in MiB (default 64)")
+    st.add_argument("--direct", action="store_true",
+                    help="open the backend with O_DIRECT (asynchronous I/O in the module)")
     _common(st)
 
     fz = sub.add_parser("fuzz", help="feed malformed descriptor chains and requests",
@@ -66,6 +68,7 @@ def build_parser():
                     help="cases per kick (default: as many as fit in the ring)")
     fz.add_argument("--break-ratio", type=float, default=0.5,
                     help="share of batches ending with a ring-breaking case (default 0.5)")
+    fz.add_argument("--direct", action="store_true", help="open the backend with O_DIRECT")
     fz.add_argument("--no-kmsg", action="store_true", help="do not check the kernel log")
     fz.add_argument("--progress", type=float, default=10.0,
                     help="seconds between progress lines (0: none)")

@@ -114,9 +114,9 @@ class Session:
             self.kick.append(k)
             self.call.append(c)
             self.err.append(e)
-            dev.set_vring_kick(q, k)
             dev.set_vring_call(q, c)
             dev.set_vring_err(q, e)
+            dev.set_vring_kick(q, k)          # starts the queue: call/err first
         self._poll = select.poll()
         self._fdmap = {}
         for q in range(self.nqueues):

@@ -74,7 +74,7 @@ class Fuzzer:
             tmpfd, path = tempfile.mkstemp(prefix="vhostblk-fuzz-", suffix=".img")
             os.close(tmpfd)
             tmp = path
-        self.fd, size, _blk = open_backend(path, FILE_SIZE)
+        self.fd, size, _blk = open_backend(path, FILE_SIZE, direct=args.direct)
         self.cap = size // V.SECTOR
         watch = None if args.no_kmsg else KmsgWatch()
         if watch is not None and watch.source is None:

@@ -66,10 +66,10 @@ class Selftest:
     def run(self):
         a, rep, args = self.abi, self.rep, self.args
         path = args.file or args.blockdev
-        fd, size, isblk = open_backend(path, args.size if args.file else None)
+        fd, size, isblk = open_backend(path, args.size if args.file else None, direct=args.direct)
         self.fd, self.cap = fd, size // V.SECTOR
         rep.note("backend", f"{path} ({'block device' if isblk else 'file'}, {size} bytes, "
-                            f"{self.cap} sectors)")
+                            f"{self.cap} sectors{', O_DIRECT' if args.direct else ''})")
         try:
             if not self._probe():
                 return
@@ -144,6 +144,9 @@ class Selftest:
                       info["flags"] & a.VHOST_BLK_INFO_F_BACKEND and info["capacity"] == self.cap,
                       f"flags {info['flags']:#x} capacity {info['capacity']} (want {self.cap})")
             self.dinfo = info
+            if self.args.direct:
+                rep.check(f"[{mode}] GET_INFO reports DIRECT",
+                          info["flags"] & a.VHOST_BLK_INFO_F_DIRECT, f"flags {info['flags']:#x}")
             try:
                 self._data(s, mode)
                 self._get_id(s, mode)
@@ -309,7 +312,7 @@ class Selftest:
 
     def _readonly(self, path):
         a, rep = self.abi, self.rep
-        rofd, _size, _blk = open_backend(path, readonly=True)
+        rofd, _size, _blk = open_backend(path, readonly=True, direct=self.args.direct)
         s = self._session(0, backend=(rofd, a.VHOST_BLK_BACKEND_F_READONLY))
         try:
             dev = self.open_device()

@@ -50,13 +50,18 @@ class SplitQueue:
         self.reset_state(0)
 
     def reset_state(self, base):
-        """Forget everything in flight; indices restart at ``base``."""
+        """Forget everything in flight; indices restart at ``base``.
+
+        Also initialises used->idx and avail_event in guest memory, as a fresh
+        ring has them (vhost devices read used->idx when the queue starts)."""
         self.avail_idx = base & 0xFFFF
         self.last_used = base & 0xFFFF
         self.kick_old = self.avail_idx
         self.free = list(range(self.num - 1, -1, -1))
         self.inflight = {}          # head -> (token, [descriptor indices])
         _U16.pack_into(self._m, self._avail_off + 2, self.avail_idx)
+        _U16.pack_into(self._m, self._used_off + 2, self.last_used)
+        _U16.pack_into(self._m, self._used_off + 4 + 8 * self.num, self.avail_idx)  # avail_event
 
     # addresses for VHOST_SET_VRING_ADDR (user-space, not GPA) -------------
     def hva_addrs(self):

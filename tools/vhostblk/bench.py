@@ -1,0 +1,266 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""`bench`: 4k random IOPS and latency through /dev/vhost-blk next to fio (io_uring)."""
+
+import json
+import os
+import random
+import select
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+from . import virtio as V
+from .backend import open_backend
+from .driver import RingError, Session
+from .virtq import SplitQueue  # noqa: F401  (the driver loop below uses its raw API)
+
+BS = 4096
+_U16 = struct.Struct("<H")
+_HDR = V.OUTHDR
+
+
+def _pow2_at_least(n):
+    p = 8
+    while p < n:
+        p *= 2
+    return p
+
+
+class VhostRun:
+    """Closed-loop 4k random I/O at a fixed queue depth on one virtqueue."""
+
+    def __init__(self, open_device, fd, size, rw, qd, runtime, timeout, seed):
+        self.open_device, self.fd, self.size = open_device, fd, size
+        self.rw, self.qd, self.runtime, self.timeout = rw, qd, runtime, timeout
+        self.rnd = random.Random(seed)
+
+    def run(self):
+        qd = self.qd
+        qsize = min(1024, _pow2_at_least(3 * qd))
+        s = Session(self.open_device, (qd * (BS + 64) + (1 << 20) + 64 * qsize) + (4 << 20),
+                    1, qsize, want=V.bit(V.F_EVENT_IDX), backend=(self.fd, 0))
+        try:
+            s.start()
+            return self._loop(s)
+        finally:
+            s.close()
+
+    def _loop(self, s):
+        vq, mem = s.vqs[0], s.mem
+        mm = mem.mm
+        is_write = self.rw == "randwrite"
+        rtype = V.T_OUT if is_write else V.T_IN
+        nblocks = self.size // BS
+        # preallocated slots: descriptors 3i..3i+2 = header, data, status
+        hdr_off, st_off = [], []
+        for i in range(self.qd):
+            hdr = mem.alloc(16, 16)
+            data = mem.alloc(BS, BS)
+            st = mem.alloc(1, 1)
+            if is_write:
+                mem.write(data, self.rnd.randbytes(BS))
+            vq.write_desc(3 * i, hdr, 16, V.DESC_F_NEXT, 3 * i + 1)
+            vq.write_desc(3 * i + 1, data, BS,
+                          V.DESC_F_NEXT | (0 if is_write else V.DESC_F_WRITE), 3 * i + 2)
+            vq.write_desc(3 * i + 2, st, 1, V.DESC_F_WRITE, 0)
+            hdr_off.append(mem.off(hdr))
+            st_off.append(mem.off(st))
+        avail_off, used_off, num = vq._avail_off, vq._used_off, vq.num
+        used_event_off = avail_off + 4 + 2 * num
+        avail_event_off = used_off + 4 + 8 * num
+        kick, call, err = s.kick[0], s.call[0], s.err[0]
+        poll = select.poll()
+        poll.register(call, select.POLLIN)
+        poll.register(err, select.POLLIN)
+        getrandbits, randrange = self.rnd.getrandbits, self.rnd.randrange
+        clock = time.perf_counter
+        submit_t = [0.0] * self.qd
+        avail_idx = last_used = 0
+        done = errors = 0
+        lat_sum = 0.0
+        slot_of_head = {3 * i: i for i in range(self.qd)}
+
+        def submit(i, avail_idx):
+            _HDR.pack_into(mm, hdr_off[i], rtype, 0, randrange(nblocks) * 8)
+            mm[st_off[i]] = 0xEE
+            _U16.pack_into(mm, avail_off + 4 + 2 * (avail_idx % num), 3 * i)
+            submit_t[i] = clock()
+            return (avail_idx + 1) & 0xFFFF
+
+        t0 = clock()
+        for i in range(self.qd):
+            avail_idx = submit(i, avail_idx)
+        _U16.pack_into(mm, avail_off + 2, avail_idx)
+        os.eventfd_write(kick, 1)
+        end = t0 + self.runtime
+        stopping = False
+        inflight = self.qd
+        timeout_ms = int(self.timeout * 1000)
+        del getrandbits
+        while inflight:
+            _U16.pack_into(mm, used_event_off, last_used)
+            used_idx = _U16.unpack_from(mm, used_off + 2)[0]
+            if used_idx == last_used:
+                ev = poll.poll(timeout_ms)
+                if not ev:
+                    raise TimeoutError(f"no completion within {self.timeout}s "
+                                       f"({inflight} in flight)")
+                for fd, _e in ev:
+                    try:
+                        os.eventfd_read(fd)
+                    except BlockingIOError:
+                        continue
+                    if fd == err:
+                        raise RingError([0])
+                continue
+            now = clock()
+            if now >= end:
+                stopping = True
+            old_avail = avail_idx
+            while last_used != used_idx:
+                head = _U16.unpack_from(mm, used_off + 4 + 8 * (last_used % num))[0]
+                last_used = (last_used + 1) & 0xFFFF
+                i = slot_of_head[head]
+                lat_sum += now - submit_t[i]
+                done += 1
+                if mm[st_off[i]] != V.S_OK:
+                    errors += 1
+                if stopping:
+                    inflight -= 1
+                else:
+                    avail_idx = submit(i, avail_idx)
+            if avail_idx != old_avail:
+                _U16.pack_into(mm, avail_off + 2, avail_idx)
+                if V.vring_need_event(_U16.unpack_from(mm, avail_event_off)[0],
+                                      avail_idx, old_avail):
+                    os.eventfd_write(kick, 1)
+        elapsed = clock() - t0
+        return {"iops": done / elapsed, "lat_us": lat_sum / done * 1e6 if done else 0.0,
+                "ios": done, "errors": errors, "seconds": elapsed}
+
+
+def fio_run(path, size, rw, qd, runtime):
+    cmd = ["fio", "--name=vhostblk-bench", f"--filename={path}", "--ioengine=io_uring",
+           "--direct=1", f"--rw={rw}", f"--bs={BS}", f"--iodepth={qd}", "--numjobs=1",
+           f"--size={size}", f"--runtime={runtime}", "--time_based", "--norandommap",
+           "--randrepeat=0", "--output-format=json"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=runtime + 120)
+    if p.returncode != 0:
+        raise RuntimeError(f"fio failed: {p.stderr.strip()[-500:]}")
+    doc = json.loads(p.stdout[p.stdout.index("{"):])
+    job = doc["jobs"][0]["write" if rw == "randwrite" else "read"]
+    lat = job.get("lat_ns") or job.get("clat_ns") or {}
+    return {"iops": job["iops"], "lat_us": lat.get("mean", 0.0) / 1000.0,
+            "ios": job.get("total_ios", 0)}
+
+
+class Bench:
+    def __init__(self, args, open_device, rep, abi):
+        self.args, self.open_device, self.rep, self.abi = args, open_device, rep, abi
+
+    def run(self):
+        args = self.args
+        use_fio = not args.no_fio
+        if use_fio and shutil.which("fio") is None:
+            print("bench: fio not found in PATH (apt-get install fio), or use --no-fio",
+                  file=sys.stderr)
+            return 2
+        try:
+            qds = [int(x) for x in args.qd.split(",") if x.strip()]
+            rws = [x.strip() for x in args.rw.split(",") if x.strip()]
+        except ValueError:
+            print("bench: --qd takes integers, e.g. 1,32", file=sys.stderr)
+            return 2
+        if any(rw not in ("randread", "randwrite") for rw in rws) or not qds or \
+                any(q < 1 or q > 300 for q in qds):
+            print("bench: --rw randread,randwrite and 1 <= qd <= 300", file=sys.stderr)
+            return 2
+        tmp = None
+        path = args.file
+        if not path:
+            fd0, path = tempfile.mkstemp(prefix="vhostblk-bench-", suffix=".img",
+                                         dir="/var/tmp")
+            os.close(fd0)
+            tmp = path
+        try:
+            self._prepare(path, args.size)
+            fd, size, _blk = open_backend(path, None, direct=not args.fake)
+            rows = []
+            try:
+                for rw in rws:
+                    for qd in qds:
+                        rows.append(self._one(fd, size, path, rw, qd, use_fio))
+            finally:
+                os.close(fd)
+        finally:
+            if tmp:
+                os.unlink(tmp)
+        self._print(rows)
+        return 0 if all(r.get("ok", True) for r in rows) else 1
+
+    def _prepare(self, path, size):
+        """Make sure every block of the file is allocated (reads must hit storage)."""
+        st = os.stat(path) if os.path.exists(path) else None
+        if st is not None and (not os.path.isfile(path) or
+                               (st.st_size >= size and st.st_blocks * 512 >= st.st_size)):
+            return
+        with open(path, "r+b" if st else "wb") as f:
+            chunk = random.Random(0).randbytes(1 << 20)
+            for off in range(0, size, len(chunk)):
+                f.write(chunk[:min(len(chunk), size - off)])
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _one(self, fd, size, path, rw, qd, use_fio):
+        a = self.args
+        row = {"rw": rw, "qd": qd}
+        try:
+            row["vhost"] = VhostRun(self.open_device, fd, size, rw, qd, a.runtime, a.timeout,
+                                    a.seed).run()
+        except (OSError, RingError, TimeoutError) as e:
+            row["vhost"] = {"error": str(e)}
+            row["ok"] = False
+        if use_fio:
+            try:
+                row["fio"] = fio_run(path, size, rw, qd, a.runtime)
+            except (RuntimeError, subprocess.SubprocessError, ValueError, KeyError) as e:
+                row["fio"] = {"error": str(e)}
+                row["ok"] = False
+        v, f = row.get("vhost", {}), row.get("fio", {})
+        if "iops" in v and "iops" in f and f["iops"]:
+            row["ratio_iops"] = v["iops"] / f["iops"]
+            row["ratio_lat"] = v["lat_us"] / f["lat_us"] if f["lat_us"] else None
+        if v.get("errors"):
+            row["ok"] = False
+        return row
+
+    def _print(self, rows):
+        if self.args.json:
+            json.dump({"command": "bench", "runtime": self.args.runtime, "block_size": BS,
+                       "rows": rows}, sys.stdout, indent=1)
+            print()
+            return
+
+        def cell(d):
+            if "error" in d:
+                return f"{'error':>10} {'':>9}"
+            if not d:
+                return f"{'-':>10} {'-':>9}"
+            return f"{d['iops']:10.0f} {d['lat_us']:9.1f}"
+        print(f"4k random I/O, {self.args.runtime:g}s per run; latency = mean completion "
+              f"latency in microseconds")
+        print(f"{'workload':10} {'qd':>4} | {'vhost IOPS':>10} {'lat us':>9} | "
+              f"{'fio IOPS':>10} {'lat us':>9} | {'IOPS ratio':>10} {'lat ratio':>9}")
+        for r in rows:
+            ratio = f"{r['ratio_iops']:10.2f}" if "ratio_iops" in r else f"{'-':>10}"
+            lr = f"{r['ratio_lat']:9.2f}" if r.get("ratio_lat") else f"{'-':>9}"
+            print(f"{r['rw']:10} {r['qd']:>4} | {cell(r.get('vhost', {}))} | "
+                  f"{cell(r.get('fio', {}))} | {ratio} {lr}")
+            for side in ("vhost", "fio"):
+                if "error" in r.get(side, {}):
+                    print(f"   {side} error: {r[side]['error']}")
+            if r.get("vhost", {}).get("errors"):
+                print(f"   vhost: {r['vhost']['errors']} requests did not return OK")
