@@ -170,3 +170,49 @@ def test_series_applies_to_debian_source(ver, tmp_path):
         )
         assert res.returncode == 0, f"{name} does not apply to {src}:\n{res.stdout}{res.stderr}"
         assert "fuzz" not in res.stdout, f"{name} applies only with fuzz:\n{res.stdout}"
+
+
+def _build_qemu():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_qemu", REPO / "packaging" / "build_qemu.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_x86_only_profile_marks_only_foreign_packages():
+    bq = _build_qemu()
+    control = "Source: qemu\nBuild-Depends: x\n\nPackage: qemu-system-x86\nArchitecture: any\n\n" \
+        "Package: qemu-system-arm\nArchitecture: any\n\nPackage: qemu-user\nArchitecture: any\n"
+    out = bq.control_with_profile(control, bq.X86_KEEP, bq.PROFILE_X86)
+    stanzas = {s.split("\n")[0]: s for s in out.split("\n\n")}
+    assert "Build-Profiles" not in stanzas["Package: qemu-system-x86"]
+    assert "Build-Profiles" not in stanzas["Source: qemu"]
+    for pkg in ("qemu-system-arm", "qemu-user"):
+        assert f"Package: {pkg}\nBuild-Profiles: <!pkg.vhostblk.x86only>\n" in stanzas[f"Package: {pkg}"]
+
+
+def test_x86_only_rules_edit_fits_debian_7_2_rules():
+    src = os.environ.get(VERSIONS["7.2"])
+    if not src:
+        pytest.skip("VHOSTBLK_QEMU_SRC_72 not set")
+    if not shutil.which("make") or not shutil.which("dh_listpackages"):
+        pytest.skip("make/debhelper not installed")
+    bq = _build_qemu()
+    rules = bq.rules_x86_only_7_2((Path(src) / "debian" / "rules").read_text())
+    with pytest.raises(SystemExit):
+        bq.rules_x86_only_7_2("no markers here\n")
+    # evaluate the edited rules with the profile: only x86 targets, no xen build
+    env = dict(os.environ, DEB_BUILD_PROFILES=bq.PROFILE_X86)
+    res = subprocess.run(
+        ["make", "-s", "-f", "-", "-pn"], input=rules, cwd=src, env=env, capture_output=True, text=True, check=False
+    )
+    db = dict(
+        ln.split(" = ", 1) if " = " in ln else ln.split(" := ", 1)
+        for ln in res.stdout.splitlines()
+        if re.match(r"^(system_targets|systems|qemu-builds) :?= ", ln)
+    )
+    assert db.get("system_targets") == "i386 x86_64", res.stderr[-2000:]
+    assert db.get("systems") == "x86"
+    assert "xen" not in db.get("qemu-builds", "xen").split()
