@@ -40,10 +40,20 @@ def flag(libvirt, name, default):
     return getattr(libvirt, 'VIR_DOMAIN_XML_' + name, default)
 
 
+def is_embedded(uri):
+    """True for libvirt's embedded driver URIs (qemu:///embed?root=...)."""
+    return uri.split('?', 1)[0].rstrip('/').endswith(':///embed')
+
+
 def connect(uri, readonly=False):
     """Open a libvirt connection (raises LibvirtMissing or VhostBlkError)."""
     libvirt = import_libvirt()
     try:
+        if is_embedded(uri):
+            # qemu:///embed?root=DIR runs the QEMU driver inside this process: it needs an
+            # event loop and has no read-only mode.
+            libvirt.virEventRegisterDefaultImpl()
+            return libvirt.open(uri)
         if readonly:
             return libvirt.openReadOnly(uri)
         return libvirt.open(uri)

@@ -91,6 +91,8 @@ options:
   uri:
     description:
       - libvirt connection URI.
+      - C(qemu:///embed?root=DIR) (libvirt's embedded QEMU driver, no daemon) works too; the unit
+        tests use it to check the module against real libvirt.
     type: str
     default: qemu:///system
   check_device:

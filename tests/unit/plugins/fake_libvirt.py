@@ -108,6 +108,13 @@ def make_module(conn, fail_open=False):
         mod.opened.append(uri)
         return conn
 
+    def _open_read_only(uri):
+        mod.read_only.append(uri)
+        return _open(uri)
+
     mod.open = _open
-    mod.openReadOnly = _open
+    mod.openReadOnly = _open_read_only
+    mod.read_only = []
+    mod.event_loops = []
+    mod.virEventRegisterDefaultImpl = lambda: mod.event_loops.append(True)
     return mod

@@ -333,3 +333,11 @@ def test_warns_when_device_not_in_cgroup_acl(monkeypatch, conn, images, acl, war
     result = run(monkeypatch, disk.main, args(images))
     warnings = result.get('warnings') or []
     assert any('cgroup_device_acl' in w for w in warnings) is warned
+
+
+def test_embedded_uri_registers_event_loop(monkeypatch, conn, images):
+    uri = 'qemu:///embed?root=/var/tmp/x'
+    run(monkeypatch, disk.main, args(images, uri=uri))
+    assert conn.module.opened == [uri] and conn.module.event_loops == [True]
+    run(monkeypatch, disk.main, args(images))
+    assert conn.module.event_loops == [True]          # not for qemu:///system

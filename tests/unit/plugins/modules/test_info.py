@@ -113,3 +113,11 @@ def test_main_on_this_host(monkeypatch, libvirt_conn):
     result = run(monkeypatch, info.main, {})
     assert set(result) >= {'module', 'kernels', 'dkms', 'device', 'qemu', 'qemu_conf', 'domains', 'notes'}
     assert isinstance(result['device']['users'], list)
+
+
+def test_domains_read_only_connection(host_root, monkeypatch):
+    conn = fake_libvirt.FakeConn()
+    module = fake_libvirt.make_module(conn)
+    monkeypatch.setitem(sys.modules, 'libvirt', module)
+    info.gather(FakeModule(params(uri='qemu+ssh://h/system'), {}), str(host_root))
+    assert module.read_only == ['qemu+ssh://h/system']
