@@ -1,0 +1,222 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Build a prebuilt per-kernel module package vhost-blk-modules-<kernel release>.
+
+    packaging/build_kmod_deb.py --kernel 6.1.0-56-amd64 [--headers DIR] \
+        [--kernel-pkg-version 6.1.192-2] --out DIR [--lintian]
+
+dkms 3 has no mkbmdeb any more, so the module is compiled here with
+`make -C <headers> M=<temporary copy of kmod-src>` against the pinned headers tree, checked
+(vermagic must name the kernel release), stripped of debug info and packaged with dpkg-deb.
+
+Package facts:
+  name      vhost-blk-modules-<krel>, Provides: vhost-blk-modules (= <module version>)
+  version   <module version>+k<kernel package version with '-' -> '.'>, e.g. 0.1.0+k6.1.192.2
+  files     /lib/modules/<krel>/updates/vhost_blk.ko
+            /etc/depmod.d/vhost-blk-<krel>.conf   (override: this .ko wins for <krel>)
+  Depends   linux-image-<krel> | linux-image-<krel>-unsigned
+  scripts   postinst/postrm run depmod -a <krel>
+
+Coexistence with vhost-blk-dkms (no Conflicts, both may be installed): for the kernel this
+package is built for, the prebuilt module always wins. DKMS installs to updates/dkms/; the
+depmod.d override makes depmod pick updates/vhost_blk.ko for <krel> whatever DKMS did, and
+DKMS itself skips installing a module whose version equals the one already present. For every
+other kernel DKMS builds as usual. See packaging/README.md.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pkgcommon as pc
+
+KREL_RE = re.compile(r"^[0-9]+\.[0-9]+[A-Za-z0-9.+~-]*$")
+
+
+def package_name(krel):
+    return f"{pc.MODULES_PREFIX}-{krel}".lower()
+
+
+def package_version(mod_version, kernel_pkg_version):
+    """0.1.0 + 6.1.192-2 -> 0.1.0+k6.1.192.2 (native: no '-', an epoch is dropped)."""
+    kv = kernel_pkg_version.split(":", 1)[-1]
+    kv = re.sub(r"[^A-Za-z0-9.+~]", ".", kv)
+    return f"{mod_version}+k{kv}"
+
+
+def kernel_pkg_version(krel):
+    """Version of linux-headers-<krel> (same source package and version as the image)."""
+    res = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", f"linux-headers-{krel}"],
+                         capture_output=True, text=True)
+    if res.returncode or not res.stdout.strip():
+        raise SystemExit(f"linux-headers-{krel} is not installed: pass --kernel-pkg-version")
+    return res.stdout.strip()
+
+
+def compile_module(headers, work, jobs):
+    src = work / "src"
+    pc.copy_module_source(src)
+    log = work / "make.log"
+    with open(log, "wb") as fh:
+        res = subprocess.run(["make", f"-j{jobs}", "-C", str(headers), f"M={src}", "modules"],
+                             stdout=fh, stderr=subprocess.STDOUT)
+    if res.returncode:
+        raise SystemExit(f"module build failed:\n{log.read_text(errors='replace')[-4000:]}")
+    ko = src / f"{pc.MODULE_NAME}.ko"
+    if not ko.is_file():
+        raise SystemExit(f"build produced no {ko.name}")
+    return ko
+
+
+def check_module(ko, krel, mod_version):
+    def field(name):
+        return pc.run(["modinfo", "-F", name, ko], capture_output=True, text=True).stdout.strip()
+
+    vermagic = field("vermagic")
+    if vermagic.split()[0] != krel:
+        raise SystemExit(f"{ko.name}: vermagic {vermagic!r} is not for {krel}")
+    if field("version") != mod_version:
+        raise SystemExit(f"{ko.name}: MODULE_VERSION {field('version')!r} != VERSION {mod_version!r}")
+    return vermagic
+
+
+def control_text(name, version, krel, mod_version, installed_kib):
+    return f"""Package: {name}
+Source: {pc.SOURCE_NAME}
+Version: {version}
+Architecture: amd64
+Maintainer: {pc.maintainer()}
+Installed-Size: {installed_kib}
+Depends: linux-image-{krel} | linux-image-{krel}-unsigned, kmod
+Provides: {pc.MODULES_PREFIX} (= {mod_version})
+Section: kernel
+Priority: optional
+Description: vhost_blk kernel module prebuilt for Linux {krel}
+ vhost_blk provides /dev/vhost-blk, an in-kernel virtio-blk data path for
+ QEMU (like vhost-net for block devices).
+ .
+ This package holds the module compiled for the kernel {krel} only, so
+ hosts need neither a compiler nor kernel headers. For that kernel it takes
+ precedence over a module built by vhost-blk-dkms (depmod.d override).
+"""
+
+
+def maint_script(krel, when):
+    """postinst (configure) / postrm (remove, purge): refresh the module index of <krel>."""
+    cases = "configure" if when == "postinst" else "remove|purge|abort-install|abort-upgrade"
+    return f"""#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0-or-later
+set -e
+KREL={krel}
+case "$1" in
+{cases})
+	if [ -d "/lib/modules/$KREL/kernel" ] && command -v depmod >/dev/null 2>&1; then
+		depmod -a "$KREL"
+	fi
+	;;
+esac
+exit 0
+"""
+
+
+def depmod_conf(krel):
+    return (f"# Installed by {package_name(krel)}: for {krel} the prebuilt vhost_blk in updates/\n"
+            f"# wins over a DKMS build in updates/dkms/ (see /usr/share/doc/{package_name(krel)}).\n"
+            f"override {pc.MODULE_NAME} {krel} updates\n")
+
+
+def stage(root, ko, krel, name, version, mod_version, epoch):
+    moddir = root / "lib" / "modules" / krel / "updates"
+    moddir.mkdir(parents=True)
+    shutil.copy2(ko, moddir / ko.name)
+    pc.run(["strip", "--strip-debug", "--remove-section=.comment", moddir / ko.name])
+    conf = root / "etc" / "depmod.d" / f"{pc.SOURCE_NAME}-{krel}.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text(depmod_conf(krel))
+    doc = root / "usr" / "share" / "doc" / name
+    doc.mkdir(parents=True)
+    shutil.copy2(pc.FILES / "dkms" / "copyright", doc / "copyright")
+    plain = doc / "changelog"
+    plain.write_text(f"{name} ({version}) unstable; urgency=medium\n\n"
+                     f"  * vhost_blk {mod_version} built for Linux {krel}.\n\n"
+                     f" -- {pc.maintainer()}  {pc.rfc2822(epoch)}\n")
+    pc.gzip_file(plain, doc / "changelog.gz")
+    plain.unlink()
+    for f in root.rglob("*"):
+        os.chmod(f, 0o755 if f.is_dir() else 0o644)
+        os.utime(f, (epoch, epoch), follow_symlinks=False)
+
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    size_kib = sum((p.stat().st_size + 1023) // 1024 for p in files) + len(files)
+    ctl = root / "DEBIAN"
+    ctl.mkdir()
+    (ctl / "control").write_text(control_text(name, version, krel, mod_version, size_kib))
+    (ctl / "conffiles").write_text(f"/{conf.relative_to(root)}\n")
+    (ctl / "md5sums").write_text("".join(
+        f"{pc.file_hashes(p)['md5']}  {p.relative_to(root)}\n"
+        for p in files if not str(p.relative_to(root)).startswith("etc/")))
+    for script in ("postinst", "postrm"):
+        (ctl / script).write_text(maint_script(krel, script))
+        os.chmod(ctl / script, 0o755)
+    for f in ctl.iterdir():
+        os.utime(f, (epoch, epoch))
+
+
+def build_deb(root, out, name, version, epoch):
+    out.mkdir(parents=True, exist_ok=True)
+    deb = out / f"{name}_{version}_amd64.deb"
+    env = dict(os.environ, SOURCE_DATE_EPOCH=str(epoch))
+    pc.run(["dpkg-deb", "--root-owner-group", "-Zxz", "--build", root, deb], env=env,
+           capture_output=True, text=True)
+    return deb
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kernel", required=True, help="kernel release, e.g. 6.1.0-56-amd64")
+    ap.add_argument("--headers", type=Path, help="headers tree (default /usr/src/linux-headers-<kernel>)")
+    ap.add_argument("--kernel-pkg-version", help="Debian version of the kernel packages "
+                    "(default: from the installed linux-headers-<kernel>)")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--lintian", action="store_true", help="also run lintian (reported, not fatal)")
+    args = ap.parse_args(argv)
+
+    krel = args.kernel
+    if not KREL_RE.match(krel):
+        raise SystemExit(f"--kernel {krel!r} does not look like a kernel release")
+    headers = args.headers or Path(f"/usr/src/linux-headers-{krel}")
+    if not (headers / "Makefile").is_file():
+        raise SystemExit(f"{headers}: no kernel headers tree (install linux-headers-{krel})")
+    timer = pc.Timer()
+    mod_version = pc.module_version()
+    kpv = args.kernel_pkg_version or kernel_pkg_version(krel)
+    name, version = package_name(krel), package_version(mod_version, kpv)
+    epoch = pc.source_date_epoch()
+    work = Path(tempfile.mkdtemp(prefix="pkg-kmoddeb-"))
+    try:
+        ko = timer("compile", compile_module, headers, work, args.jobs)
+        vermagic = check_module(ko, krel, mod_version)
+        root = work / "root"
+        timer("stage", stage, root, ko, krel, name, version, mod_version, epoch)
+        deb = timer("dpkg-deb", build_deb, root, args.out, name, version, epoch)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    summary = {"deb": str(deb), "package": name, "version": version, "kernel": krel,
+               "kernel_pkg_version": kpv, "vermagic": vermagic}
+    if args.lintian:
+        res = subprocess.run(["lintian", "--display-info", str(deb)], capture_output=True, text=True)
+        summary["lintian"] = {"status": res.returncode, "output": (res.stdout + res.stderr).strip()}
+    summary["steps"] = timer.steps
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
