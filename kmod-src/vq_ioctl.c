@@ -61,11 +61,11 @@ static long vblk_set_vring_num(struct vblk_vq *vq, struct vhost_vring_state *s)
 		if (ret)
 			return ret;
 	}
+	/*
+	 * Ring addresses stay: every ring access goes through the checked
+	 * user access helpers, whatever size they were validated for.
+	 */
 	vq->num = s->num;
-	/* Ring addresses were validated for the old size. */
-	vq->desc = NULL;
-	vq->avail = NULL;
-	vq->used = NULL;
 	vq->need_init = true;
 	return 0;
 }
@@ -146,8 +146,13 @@ static long vblk_set_vring_kick(struct vblk_vq *vq, int fd)
 	vq->kick = file;
 	vq->stopped = false;
 	ret = 0;
-	if (file)
+	if (file) {
 		ret = vblk_poll_start(vq, file);
+		if (ret) {
+			vq->kick = NULL;
+			fput(file);
+		}
+	}
 	mutex_unlock(&vq->mutex);
 
 	if (old)
