@@ -10,6 +10,9 @@ after we rebuild QEMU with it (build_qemu.py) and publish +vhostblkN of the new 
 
 LOCAL_VERSION_MARK = "+vhostblk"
 PIN_PRIORITY = 1001
+# A regular expression, not a glob: apt strips a trailing '*' of a version pin and treats the
+# rest as a prefix, so "*+vhostblk*" would never match.
+PIN_VERSION_REGEX = r"/\+vhostblk[0-9]+$/"
 PIN_FILE_NAME = "vhostblk-qemu.pref"
 # The binary packages build_qemu.py produces for a host (x86 profile); others are pinned when present.
 DEFAULT_QEMU_PACKAGES = ("qemu-system-x86", "qemu-system-common", "qemu-system-data", "qemu-system-gui",
@@ -28,5 +31,5 @@ def pin_text(packages=DEFAULT_QEMU_PACKAGES):
     return (f"Explanation: vhost-blk fleet: keep the patched QEMU ({LOCAL_VERSION_MARK}N) even when a\n"
             "Explanation: newer distribution version exists; rebuild with packaging/build_qemu.py.\n"
             f"Package: {' '.join(packages)}\n"
-            f"Pin: version *{LOCAL_VERSION_MARK}*\n"
+            f"Pin: version {PIN_VERSION_REGEX}\n"
             f"Pin-Priority: {PIN_PRIORITY}\n")
