@@ -73,11 +73,13 @@ options:
     type: int
   queue_size:
     description:
-      - Size of each virtqueue (C(queue-size)), a power of two from 2 to 1024.
+      - Size of each virtqueue (C(queue-size)), a power of two from 4 to 1024.
     type: int
   serial:
     description:
       - Disk serial number seen by the guest, printable ASCII, at most 20 bytes.
+      - Refused for now. vhost-blk ABI 1 cannot hand a serial to the kernel module, so the
+        C(vhost-blk-pci) device would refuse to start. The option is kept for a later ABI.
     type: str
   readonly:
     description:
@@ -145,7 +147,6 @@ EXAMPLES = r'''
     path: /srv/images/vm1-data.img
     queues: 4
     queue_size: 256
-    serial: VM1DATA
 
 - name: Boot from a read-only vhost-blk disk on a block device, before the module is loaded
   vhostblk.fleet.disk:
@@ -207,7 +208,7 @@ disk:
     device:
       description: The C(-device) value written to the domain.
       type: str
-      sample: vhost-blk-pci,id=vblk0,drive=/srv/images/vm1-data.img,num-queues=4,queue-size=256,serial=VM1DATA
+      sample: vhost-blk-pci,id=vblk0,drive=/srv/images/vm1-data.img,num-queues=4,queue-size=256
 action:
   description: What happened to the definition.
   returned: success
@@ -275,6 +276,7 @@ import pwd
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_libvirt as lv
 from ansible_collections.vhostblk.fleet.plugins.module_utils.vhostblk_domain import (
+    SERIAL_SUPPORTED,
     VhostBlkError,
     canonical_xml,
     check_conflicts,
@@ -291,6 +293,7 @@ from ansible_collections.vhostblk.fleet.plugins.module_utils.vhostblk_domain imp
 from ansible_collections.vhostblk.fleet.plugins.module_utils.vhostblk_host import (
     DEVICE_PATH,
     is_char_device,
+    module_facts,
     qemu_conf_facts,
     qemu_identity,
 )
@@ -378,10 +381,17 @@ def run_module(module):
         spec = make_spec(disk_id, params['path'], queues=params['queues'],
                          queue_size=params['queue_size'], serial=params['serial'],
                          readonly=params['readonly'], bootindex=params['bootindex'])
+        if spec['serial'] is not None and not SERIAL_SUPPORTED:
+            raise VhostBlkError('serial is not supported yet: vhost-blk ABI 1 cannot pass it to the '
+                                'kernel, and the vhost-blk-pci device refuses to start with it')
         result['image'] = check_path(spec['path'])
         if params['check_device'] and not is_char_device(DEVICE_PATH):
             raise VhostBlkError(f'{DEVICE_PATH} is missing: load the vhost_blk kernel module (modprobe '
                                 'vhost_blk), or set check_device=false')
+        kmod_max = module_facts()['parameters'].get('max_queues')
+        if spec['queues'] and kmod_max and kmod_max.isdigit() and spec['queues'] > int(kmod_max):
+            module.warn(f"queues={spec['queues']} exceeds max_queues={kmod_max} of the loaded vhost_blk "
+                        'module: QEMU will refuse to start the disk until that parameter is raised')
         conf = qemu_conf_facts()
         if conf['present'] and not conf['device_allowed']:
             module.warn(f'{DEVICE_PATH} is not in cgroup_device_acl of /etc/libvirt/qemu.conf: QEMU will not '

@@ -95,6 +95,7 @@ def test_parse_device_any_order_and_extras():
     ({'queues': 17}, 'queues must be between 1 and 16'),
     ({'queue_size': 100}, 'power of two'),
     ({'queue_size': 1}, 'power of two'),
+    ({'queue_size': 2}, 'power of two between 4 and 1024'),
     ({'queue_size': 2048}, 'power of two'),
     ({'queue_size': 0}, 'power of two'),
     ({'disk_id': '0bad'}, 'Invalid disk id'),
@@ -110,7 +111,7 @@ def test_validation_errors(kwargs, words):
         spec(**kwargs)
 
 
-@pytest.mark.parametrize('queues, queue_size', [(1, 2), (16, 1024), (8, 256)])
+@pytest.mark.parametrize('queues, queue_size', [(1, 4), (16, 1024), (8, 256)])
 def test_validation_limits_accepted(queues, queue_size):
     assert spec(queues=queues, queue_size=queue_size)['queues'] == queues
 

@@ -63,19 +63,19 @@ def user_args(root):
 # ---- add, idempotence, update, remove ---------------------------------------
 
 def test_add_then_idempotent(monkeypatch, conn, images):
-    result = run(monkeypatch, disk.main, args(images, queues=4, queue_size=256, serial='VM1DATA'))
+    result = run(monkeypatch, disk.main, args(images, queues=4, queue_size=256, bootindex=5))
     assert result['changed'] is True and result['action'] == 'added'
     assert result['disk']['device'] == (f'vhost-blk-pci,id=vblk0,drive={images}/vblk0.img,num-queues=4,'
-                                        'queue-size=256,serial=VM1DATA')
+                                        'queue-size=256,bootindex=5')
     assert result['restart_required'] is False
     assert 'next start' in result['msg']
     assert result['image'] == {'kind': 'file', 'size': 65536, 'format': 'raw'}
     assert len(conn.defined) == 1
     assert conn.module.opened == ['qemu:///system']
     spec = find_disk(persistent(conn), 'vblk0')
-    assert (spec['queues'], spec['queue_size'], spec['serial']) == (4, 256, 'VM1DATA')
+    assert (spec['queues'], spec['queue_size'], spec['bootindex']) == (4, 256, 5)
 
-    again = run(monkeypatch, disk.main, args(images, queues=4, queue_size=256, serial='VM1DATA'))
+    again = run(monkeypatch, disk.main, args(images, queues=4, queue_size=256, bootindex=5))
     assert again['changed'] is False and again['action'] == 'unchanged'
     assert len(conn.defined) == 1
 
@@ -287,10 +287,12 @@ def test_path_used_by_other_domain(monkeypatch, conn, images):
 @pytest.mark.parametrize('extra, words', [
     ({'queues': 0}, 'queues must be between 1 and 16'),
     ({'queues': 17}, 'queues must be between 1 and 16'),
-    ({'queue_size': 1000}, 'queue_size must be a power of two between 2 and 1024'),
+    ({'queue_size': 1000}, 'queue_size must be a power of two between 4 and 1024'),
     ({'queue_size': 2048}, 'queue_size must be a power of two'),
     ({'id': 'vblk 0'}, 'Invalid disk id'),
+    ({'queue_size': 2}, 'queue_size must be a power of two between 4 and 1024'),
     ({'serial': 'S' * 21}, 'serial must be 1 to 20 bytes'),
+    ({'serial': 'VM1DATA'}, 'serial is not supported yet: vhost-blk ABI 1'),
     ({'bootindex': 1}, "<boot order='1'/>"),
 ])
 def test_bad_values(monkeypatch, conn, images, extra, words):
@@ -341,3 +343,11 @@ def test_embedded_uri_registers_event_loop(monkeypatch, conn, images):
     assert conn.module.opened == [uri] and conn.module.event_loops == [True]
     run(monkeypatch, disk.main, args(images))
     assert conn.module.event_loops == [True]          # not for qemu:///system
+
+
+def test_warns_when_queues_exceed_kernel_module_limit(monkeypatch, conn, images):
+    monkeypatch.setattr(disk, 'module_facts', lambda: {'parameters': {'max_queues': '8'}})
+    warned = run(monkeypatch, disk.main, args(images, queues=16))
+    assert any('exceeds max_queues=8' in w for w in warned.get('warnings', []))
+    quiet = run(monkeypatch, disk.main, args(images, queues=8))
+    assert not any('max_queues' in w for w in quiet.get('warnings', []))

@@ -133,23 +133,23 @@ def test_real_libvirt_lifecycle(world):
     planned = disk(world, check_mode=True, diff=True, queues=4)
     assert planned['changed'] is True and dump(world) == original
 
-    added = disk(world, queues=4, queue_size=256, serial='VM1DATA')
+    added = disk(world, queues=4, queue_size=256, bootindex=5)
     assert added['changed'] is True and added['action'] == 'added', added
     stored = dump(world)
     first = stored.splitlines()[0]
     assert "xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'" in first
     image = os.path.join(world['images'], 'vblk0.img')
-    assert f"<qemu:arg value='vhost-blk-pci,id=vblk0,drive={image},num-queues=4,queue-size=256,serial=VM1DATA'/>" \
+    assert f"<qemu:arg value='vhost-blk-pci,id=vblk0,drive={image},num-queues=4,queue-size=256,bootindex=5'/>" \
         in stored
     assert "<qemu:arg value='pvpanic,ioport=0x505'/>" in stored
 
-    again = disk(world, queues=4, queue_size=256, serial='VM1DATA')
+    again = disk(world, queues=4, queue_size=256, bootindex=5)
     assert again['changed'] is False and again['action'] == 'unchanged', again
-    checked = disk(world, check_mode=True, queues=4, queue_size=256, serial='VM1DATA')
+    checked = disk(world, check_mode=True, queues=4, queue_size=256, bootindex=5)
     assert checked['changed'] is False
     assert dump(world) == stored
 
-    updated = disk(world, diff=True, queues=8, queue_size=256, serial='VM1DATA')
+    updated = disk(world, diff=True, queues=8, queue_size=256, bootindex=5)
     assert updated['changed'] is True and updated['action'] == 'updated'
     assert 'num-queues=8' in dump(world)
 
