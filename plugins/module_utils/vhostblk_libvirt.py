@@ -36,6 +36,18 @@ def import_libvirt():
     return libvirt
 
 
+class _NoLibvirtError(Exception):
+    """Stands for libvirt.libvirtError when the binding is missing (never raised)."""
+
+
+def error_class():
+    """libvirt.libvirtError, for ``except`` clauses that must not import libvirt eagerly."""
+    try:
+        return import_libvirt().libvirtError
+    except LibvirtMissing:
+        return _NoLibvirtError
+
+
 def flag(libvirt, name, default):
     return getattr(libvirt, 'VIR_DOMAIN_XML_' + name, default)
 

@@ -468,6 +468,8 @@ def main():
         module.fail_json(msg=missing_required_lib('libvirt-python'), exception=exc.traceback)
     except VhostBlkError as exc:
         module.fail_json(msg=str(exc))
+    except lv.error_class() as exc:
+        module.fail_json(msg=f'libvirt error: {exc}')
     module.exit_json(**result)
 
 

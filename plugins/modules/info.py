@@ -288,6 +288,8 @@ def gather(module, root='/'):
             result['notes'].append('libvirt-python is not installed: domains skipped')
         except VhostBlkError as exc:
             result['notes'].append(f'{exc}: domains skipped')
+        except lv.error_class() as exc:
+            result['notes'].append(f'libvirt error: {exc}: domains skipped')
     return result
 
 

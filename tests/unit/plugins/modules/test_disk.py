@@ -351,3 +351,10 @@ def test_warns_when_queues_exceed_kernel_module_limit(monkeypatch, conn, images)
     assert any('exceeds max_queues=8' in w for w in warned.get('warnings', []))
     quiet = run(monkeypatch, disk.main, args(images, queues=8))
     assert not any('max_queues' in w for w in quiet.get('warnings', []))
+
+
+def test_unexpected_libvirt_error_is_reported(monkeypatch, conn, images):
+    def broken(flags=0):
+        raise fake_libvirt.libvirtError('internal error: connection closed')
+    monkeypatch.setattr(conn.domains['vm1'], 'XMLDesc', broken)
+    fails(monkeypatch, args(images), 'libvirt error: internal error: connection closed')

@@ -121,3 +121,15 @@ def test_domains_read_only_connection(host_root, monkeypatch):
     monkeypatch.setitem(sys.modules, 'libvirt', module)
     info.gather(FakeModule(params(uri='qemu+ssh://h/system'), {}), str(host_root))
     assert module.read_only == ['qemu+ssh://h/system']
+
+
+def test_gather_libvirt_error_while_listing(host_root, monkeypatch):
+    conn = fake_libvirt.FakeConn()
+
+    def broken(flags=0):
+        raise fake_libvirt.libvirtError('internal error: client socket is closed')
+    conn.listAllDomains = broken
+    monkeypatch.setitem(sys.modules, 'libvirt', fake_libvirt.make_module(conn))
+    result = info.gather(FakeModule(params(), {}), str(host_root))
+    assert result['domains'] == []
+    assert 'libvirt error: internal error: client socket is closed: domains skipped' in result['notes']
