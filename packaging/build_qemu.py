@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -195,7 +196,7 @@ def apply_x86_only(tree, version):
             path.write_text(control_with_profile(path.read_text(), X86_KEEP, PROFILE_X86))
 
 
-def build(tree, profiles, jobs, use_ccache, log):
+def build(tree, profiles, jobs, use_ccache, niceness, log):
     env = dict(os.environ)
     env["DEB_BUILD_OPTIONS"] = f"parallel={jobs} nocheck"
     if use_ccache and shutil.which("ccache"):
@@ -206,7 +207,7 @@ def build(tree, profiles, jobs, use_ccache, log):
         env["CCACHE_MAXSIZE"] = env.get("CCACHE_MAXSIZE", "8G")
         env["PATH"] = "/usr/lib/ccache:" + env["PATH"]
         sh(["ccache", "-z"], env=env, log=log)
-    cmd = ["nice", "-n", "10", "dpkg-buildpackage", "-B", "-uc", "-us", f"-j{jobs}"]
+    cmd = ["nice", "-n", str(niceness), "dpkg-buildpackage", "-B", "-uc", "-us", f"-j{jobs}"]
     if profiles:
         cmd.append("-P" + ",".join(profiles))
     sh(cmd, cwd=tree, env=env, log=log)
@@ -225,7 +226,12 @@ def collect(tree, out):
     return debs
 
 
+def _terminated(signum, frame):
+    raise SystemExit(f"terminated by signal {signum}")
+
+
 def main(argv=None):
+    signal.signal(signal.SIGTERM, _terminated)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--qemu", choices=sorted(SOURCES), default="7.2", help="which patch series / Debian source")
     ap.add_argument("--source", help="apt source spec (default: %s)" % SOURCES)
@@ -235,6 +241,7 @@ def main(argv=None):
     ap.add_argument("--no-microvm", action="store_true", help="also skip the qemu-system-x86_64-microvm build")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--no-ccache", action="store_true")
+    ap.add_argument("--nice", type=int, default=10, help="niceness of the build (shared machines)")
     ap.add_argument("--prepare-only", action="store_true", help="stop after patching the source tree")
     args = ap.parse_args(argv)
 
@@ -252,15 +259,20 @@ def main(argv=None):
         profiles.append(PROFILE_X86)
     if args.no_microvm:
         profiles.append(PROFILE_NOMICROVM)
-    summary = {"qemu": args.qemu, "source": spec, "version": version, "tree": str(tree), "profiles": profiles}
-    if not args.prepare_only:
-        timer.run("dpkg-buildpackage", build, tree, profiles, args.jobs, not args.no_ccache, log)
-        summary["debs"] = timer.run("collect", collect, tree, args.out)
-    summary["steps"] = timer.steps
-    summary["total_seconds"] = round(sum(s["seconds"] for s in timer.steps), 1)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"build-qemu-{args.qemu}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    summary = {"qemu": args.qemu, "source": spec, "version": version, "tree": str(tree), "profiles": profiles,
+               "log": str(log), "result": "prepared" if args.prepare_only else "failed"}
+    try:
+        if not args.prepare_only:
+            timer.run("dpkg-buildpackage", build, tree, profiles, args.jobs, not args.no_ccache, args.nice, log)
+            summary["debs"] = timer.run("collect", collect, tree, args.out)
+            summary["result"] = "built"
+    finally:
+        # written also when the build fails or is interrupted: the timings are the point
+        summary["steps"] = timer.steps
+        summary["total_seconds"] = round(sum(s["seconds"] for s in timer.steps), 1)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"build-qemu-{args.qemu}.json").write_text(json.dumps(summary, indent=2) + "\n")
+        print(json.dumps(summary, indent=2))
     return 0
 
 

@@ -216,3 +216,70 @@ def test_x86_only_rules_edit_fits_debian_7_2_rules():
     assert db.get("system_targets") == "i386 x86_64", res.stderr[-2000:]
     assert db.get("systems") == "x86"
     assert "xen" not in db.get("qemu-builds", "xen").split()
+
+
+def _patched_qemu():
+    """A qemu-system-x86_64 that knows vhost-blk-pci: $VHOSTBLK_QEMU_BIN, else the one on PATH."""
+    binary = os.environ.get("VHOSTBLK_QEMU_BIN") or shutil.which("qemu-system-x86_64")
+    if not binary:
+        pytest.skip("no qemu-system-x86_64")
+    res = subprocess.run([binary, "-device", "help"], capture_output=True, text=True, timeout=60, check=False)
+    if '"vhost-blk-pci"' not in res.stdout:
+        if os.environ.get("VHOSTBLK_QEMU_BIN"):
+            pytest.fail(f"{binary} does not list vhost-blk-pci")
+        pytest.skip(f"{binary} is not patched")
+    return binary
+
+
+def _realize(binary, device, tmp_path, pass_fds=()):
+    cmd = [binary, "-machine", "q35", "-accel", "tcg", "-nodefaults", "-display", "none", "-S",
+           "-device", device]
+    for firmware_dir in ("/usr/share/seabios", "/usr/share/qemu"):  # for a binary run from its build tree
+        if os.path.isdir(firmware_dir):
+            cmd += ["-L", firmware_dir]
+    # realize errors end QEMU at once; -S keeps a working configuration from running a guest
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False, pass_fds=pass_fds,
+                          cwd=tmp_path)
+
+
+def test_device_properties_listed():
+    binary = _patched_qemu()
+    res = subprocess.run([binary, "-device", "vhost-blk-pci,help"], capture_output=True, text=True, timeout=60,
+                         check=False)
+    for prop in ("drive=", "num-queues=", "queue-size=", "bootindex=", "read-only=", "serial=",
+                 "cache-direct=", "vhostfd=", "logical-block-size="):
+        assert prop in res.stdout, f"{prop} missing from:\n{res.stdout}"
+
+
+def test_device_refuses_bad_configurations(tmp_path):
+    binary = _patched_qemu()
+    raw = tmp_path / "disk.raw"
+    raw.write_bytes(b"\0" * (1 << 20))
+    qcow2 = tmp_path / "disk.qcow2"
+    qcow2.write_bytes(b"QFI\xfb\0\0\0\3" + b"\0" * 4088)
+    cases = {
+        "vhost-blk-pci": "property 'drive'",
+        f"vhost-blk-pci,drive={qcow2}": "is a qcow/qcow2 image",
+        f"vhost-blk-pci,drive={tmp_path}/missing.raw": "Could not open",
+        "vhost-blk-pci,drive=/dev/null": "neither a regular file nor a block device",
+        f"vhost-blk-pci,drive={raw},serial=abc": "'serial' cannot be passed",
+        f"vhost-blk-pci,drive={raw},logical-block-size=100": "logical-block-size must be",
+    }
+    if not os.path.exists("/dev/vhost-blk"):
+        cases[f"vhost-blk-pci,drive={raw}"] = (
+            "vhost-blk: cannot open /dev/vhost-blk: No such file or directory (is the vhost_blk module loaded?)"
+        )
+    for device, message in cases.items():
+        res = _realize(binary, device, tmp_path)
+        assert res.returncode != 0 and message in res.stderr, f"{device}: rc={res.returncode}\n{res.stderr}"
+
+
+def test_device_rejects_a_vhostfd_that_is_not_vhost_blk(tmp_path):
+    binary = _patched_qemu()
+    raw = tmp_path / "disk.raw"
+    raw.write_bytes(b"\0" * (1 << 20))
+    with open("/dev/null", "rb") as null:
+        fd = null.fileno()
+        res = _realize(binary, f"vhost-blk-pci,drive={raw},vhostfd={fd}", tmp_path, pass_fds=(fd,))
+    assert res.returncode != 0
+    assert "VHOST_BLK_GET_INFO failed" in res.stderr, res.stderr
