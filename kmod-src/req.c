@@ -134,8 +134,9 @@ void vblk_req_complete(struct vblk_vq *vq, struct vblk_req *req)
 	if (status != VIRTIO_BLK_S_OK)
 		pr_debug("queue %u: request type %u sector %llu failed: %ld\n",
 			 vq->index, req->type, req->sector, req->ret);
-	vq->inflight--;
 	vblk_req_finish(vq, req, status);
+	/* Last: drainers may free the backend once this reaches zero. */
+	WRITE_ONCE(vq->inflight, vq->inflight - 1);
 	if (!vq->inflight)
 		wake_up(&vq->drain_wq);
 }
