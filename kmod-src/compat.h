@@ -41,6 +41,9 @@ static inline ssize_t vblk_call_rw_iter(struct file *file, struct kiocb *iocb,
 #endif
 
 /*
+ * Device node: a misc device, so the class_create() arity change of 6.4
+ * does not concern us.
+ *
  * Worker threads: we use a kthread adopting the owner's mm
  * (kthread_use_mm) and cgroups (cgroup_attach_task_all) on every
  * supported kernel; vhost_task only exists from 6.4 on.
