@@ -57,13 +57,18 @@ def build_parser():
 
     fz = sub.add_parser("fuzz", help="feed malformed descriptor chains and requests",
                         description="Batches of malformed and valid requests, one kick per "
-                        "batch. Ring-breaking cases end a batch; the device is reopened after "
-                        "an error eventfd. Fails on timeouts, unexpected results, or kernel "
+                        "batch. Ring-breaking cases end a batch; after an error eventfd the "
+                        "queue is reset (GET_VRING_BASE + SET_VRING_BASE/ADDR) or the device "
+                        "reopened. Fails on timeouts, unexpected results, or kernel "
                         "BUG/WARN/Oops/KASAN messages during the run.")
     fz.add_argument("--cases", type=int, default=10000, help="number of cases (default 10000)")
     fz.add_argument("--file", default=None,
                     help="backing file (default: a temporary 16 MiB file, removed afterwards)")
-    fz.add_argument("--queue-size", type=int, default=256, help="ring entries (default 256)")
+    fz.add_argument("--queue-size", type=int, default=1024, help="ring entries (default 1024)")
+    fz.add_argument("--reopen-every", type=int, default=8,
+                    help="after a ring error, reopen the device every Nth time (new features, "
+                         "full teardown); otherwise stop and reset the vring (default 8, "
+                         "1 = always reopen)")
     fz.add_argument("--batch", type=int, default=0,
                     help="cases per kick (default: as many as fit in the ring)")
     fz.add_argument("--break-ratio", type=float, default=0.5,

@@ -139,6 +139,28 @@ class Session:
             self.dev = None
         self.start()
 
+    def reset_vring(self, q):
+        """Recover a broken queue without reopening: stop it, clear the ring, restart it.
+
+        VHOST_GET_VRING_BASE stops the queue (completing in-flight requests), then
+        SET_VRING_BASE/SET_VRING_ADDR point it at a fresh, empty ring.
+        """
+        self.dev.get_vring_base(q)
+        vq = self.vqs[q]
+        _dsz, asz, usz = V.ring_sizes(vq.num)
+        self.mem.fill(vq.avail, asz)
+        self.mem.fill(vq.used, usz)
+        vq.reset_state(0)
+        vq.enable_cb()
+        for fd in (self.call[q], self.err[q]):
+            try:
+                os.eventfd_read(fd)
+            except BlockingIOError:
+                pass
+        self.dev.set_vring_base(q, 0)
+        desc, used, avail = vq.hva_addrs()
+        self.dev.set_vring_addr(q, desc, used, avail)
+
     def _close_eventfds(self):
         for fd in self.kick + self.call + self.err:
             os.close(fd)

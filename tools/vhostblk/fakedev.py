@@ -104,6 +104,7 @@ class FakeVhostBlk:
     def set_vring_base(self, i, base):
         vq = self._vq(i)
         vq.last_avail = vq.used_idx = vq.signalled_used = base & 0xFFFF
+        vq.broken = False
 
     def get_vring_base(self, i):
         return self._vq(i).last_avail
@@ -111,6 +112,7 @@ class FakeVhostBlk:
     def set_vring_addr(self, i, desc, used, avail, flags=0, log=0):
         vq = self._vq(i)
         vq.desc, vq.used, vq.avail = desc, used, avail
+        vq.broken = False
 
     def set_vring_kick(self, i, fd):
         self._vq(i).kick = fd

@@ -40,13 +40,14 @@ class Fuzzer:
         self.ro_written = 0
         self.setup_errors = 0
         self.config_i = 0
+        self.recoveries = 0
+        self.vring_resets = 0
 
     # ---------------------------------------------------------------------------------
     def _sample(self, msg):
         if len(self.samples) < MAX_SAMPLES:
             self.samples.append(msg)
-            if not self.rep.as_json:
-                print(f"  ! {msg}", file=sys.stderr, flush=True)
+            print(f"  ! {msg}", file=sys.stderr, flush=True)
 
     def _new_session(self):
         want = (1 << 24) - 1 | CONFIGS[self.config_i % len(CONFIGS)]
@@ -98,18 +99,24 @@ class Fuzzer:
                     broken = True
                 if broken:
                     try:
-                        self._restart(s)
+                        self.recoveries += 1
+                        if args.reopen_every and self.recoveries % args.reopen_every == 0:
+                            self._restart(s)
+                        else:
+                            s.reset_vring(0)
+                            self.vring_resets += 1
                     except OSError as e:
-                        rep.check("device restart", False, str(e))
+                        rep.check("device recovery after a ring error", False, str(e))
                         break
                 if self.timeouts + self.noresponse > 20:
                     self._sample("too many timeouts, giving up")
                     break
                 now = time.monotonic()
-                if args.progress and now - last >= args.progress and not rep.as_json:
+                if args.progress and now - last >= args.progress:
                     last = now
                     print(f"  .. {self.cases} cases, {self.cases / (now - t0):.0f}/s, "
-                          f"{s.restarts} restarts", file=sys.stderr, flush=True)
+                          f"{self.vring_resets} vring resets, {s.restarts} reopens",
+                          file=sys.stderr, flush=True)
         finally:
             elapsed = time.monotonic() - t0
             if s is not None:
@@ -178,6 +185,7 @@ class Fuzzer:
         poll.register(s.err[0], select.POLLIN)
         deadline = time.monotonic() + timeout
         err_deadline = None
+        drained = False
         mm, base = s.mem.mm, s.mem.gpa_base
         while True:
             for head, ulen in vq.pop_used_raw():
@@ -210,10 +218,19 @@ class Fuzzer:
                 break
             now = time.monotonic()
             if err:
-                # Requests before the broken one may still be in flight: wait until the
-                # ring is quiet. If only the final breaking case is left, stop at once.
+                # Requests before the broken one may still be in flight. If only the final
+                # breaking case is left we are done; otherwise VHOST_GET_VRING_BASE stops
+                # the queue after completing in-flight requests, so one more reap is exact.
                 if ndone == len(cases) - 1 and not done[-1] and cases[-1].breaking:
                     break
+                if not drained:
+                    drained = True
+                    try:
+                        s.dev.get_vring_base(0)
+                        err_deadline = now          # reap once more, then stop
+                        continue
+                    except OSError:
+                        pass                        # fall back to waiting for quiet
                 if err_deadline is None or vq.used_idx() != vq.last_used:
                     err_deadline = now + min(0.3, timeout)
                     continue
@@ -279,8 +296,10 @@ class Fuzzer:
                 continue
             if c.expect is not None and c.outcome not in c.expect:
                 self.unexpected[(c.kind, c.outcome)] += 1
-                self._sample(f"{c.kind}: outcome {c.outcome}, expected one of "
-                             f"{sorted(c.expect)}")
+                self._sample(f"batch {self.batches} case {i}: {c.kind}: outcome {c.outcome}, "
+                             f"expected one of {sorted(c.expect)} {c.detail}; batch also had: "
+                             + ", ".join(sorted({x.kind for x in cases if x.kind.startswith(
+                                 ("discard", "write_zeroes", "valid-flush"))})))
             elif (c.outcome == "OK" and c.data_len is not None and c.kind.startswith("valid")
                   and c.used_len != c.data_len):
                 self.unexpected[(c.kind, "bad-used-len")] += 1
@@ -295,7 +314,8 @@ class Fuzzer:
         rep.note("batches", self.batches)
         rep.note("seconds", round(elapsed, 1))
         rep.note("cases_per_second", round(rate, 1))
-        rep.note("device_resets", restarts)
+        rep.note("device_reopens", restarts)
+        rep.note("vring_resets", self.vring_resets)
         rep.note("ring_errors", self.ring_errors)
         per_outcome = collections.Counter()
         per_kind = collections.defaultdict(dict)

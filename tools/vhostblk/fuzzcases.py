@@ -21,7 +21,7 @@ class OutOfDescriptors(Exception):
 
 class Case:
     __slots__ = ("kind", "head", "expect", "status_gpa", "ro_status", "outcome", "used_len",
-                 "data_len", "breaking")
+                 "data_len", "breaking", "detail")
 
     def __init__(self, kind, head, expect, status_gpa=None, ro_status=False, data_len=None,
                  breaking=False):
@@ -34,6 +34,7 @@ class Case:
         self.breaking = breaking
         self.outcome = None
         self.used_len = None
+        self.detail = ""
 
 
 class BatchBuilder:
@@ -117,7 +118,9 @@ def valid_read(b):
     st = b.status()
     head = b.maybe_indirect([(b.hdr(V.T_IN, sec), 16, R)] + b.segs(n * 512, W)
                             + [(st, 1, W)])
-    return Case("valid-read", head, {"OK"}, st, data_len=n * 512 + 1)
+    c = Case("valid-read", head, {"OK"}, st, data_len=n * 512 + 1)
+    c.detail = f"sector {sec} sectors {n}"
+    return c
 
 
 def valid_write(b):
@@ -125,7 +128,9 @@ def valid_write(b):
     st = b.status()
     head = b.maybe_indirect([(b.hdr(V.T_OUT, sec), 16, R)] + b.segs(n * 512, R)
                             + [(st, 1, W)])
-    return Case("valid-write", head, {"OK"}, st, data_len=1)
+    c = Case("valid-write", head, {"OK"}, st, data_len=1)
+    c.detail = f"sector {sec} sectors {n}"
+    return c
 
 
 def valid_flush(b):
@@ -204,7 +209,7 @@ def missing_status(b):
     parts = [(b.hdr(rtype, 0), 16, R)]
     if rtype == V.T_OUT:
         parts.append((b.data(512), 512, R))
-    return Case("missing-status", b.chain(parts), {"no-status", "ring-error"})
+    return Case("missing-status", b.chain(parts), {"no-status", "ring-error"}, breaking=True)
 
 
 def readonly_status(b):
@@ -214,7 +219,7 @@ def readonly_status(b):
     if rtype == V.T_OUT:
         parts.append((b.data(512), 512, R))
     return Case("readonly-status", b.chain(parts + [(st, 1, R)]), {"no-status", "ring-error"},
-                st, ro_status=True)
+                st, ro_status=True, breaking=True)
 
 
 def wrong_direction(b):
@@ -260,14 +265,13 @@ def long_indirect(b):
     st = b.status()
     parts = [(b.hdr(V.T_IN, 0), 16, R)] + [(b.data(512), 512, W)] * k + [(st, 1, W)]
     g, n = b.table(parts)
-    return Case("long-indirect", b.chain([(g, n, I)]), ERRS | {"OK"}, st)
+    return Case("long-indirect", b.chain([(g, n, I)]), ERRS | {"OK"}, st, breaking=True)
 
 
 NON_BREAKING = (
     (valid_read, 8), (valid_write, 8), (valid_flush, 2), (valid_get_id, 2),
     (valid_split_header, 2), (valid_status_in_data, 2), (bad_type, 4), (out_of_range, 4),
-    (bad_data_len, 3), (short_header, 3), (missing_status, 2), (readonly_status, 2),
-    (wrong_direction, 3), (zero_length, 2), (dwz, 3), (long_indirect, 1),
+    (bad_data_len, 3), (short_header, 3), (wrong_direction, 3), (zero_length, 2), (dwz, 3), (long_indirect, 1),
 )
 
 
@@ -369,6 +373,7 @@ def avail_jump(b):
 BREAKING = (
     (loop, 3), (next_out_of_ring, 2), (head_out_of_ring, 2), (addr_outside, 4),
     (bad_indirect, 6), (out_after_in, 2), (huge_len, 2), (garbage, 4), (avail_jump, 1),
+    (missing_status, 3), (readonly_status, 3), (long_indirect, 3),
 )
 
 
