@@ -131,7 +131,7 @@ class WritesReadonlyStatus(FakeVhostBlk):
 
 
 def test_fuzz_catches_write_into_readonly_descriptor():
-    rc, doc = run_fuzz(WritesReadonlyStatus, 2000)
+    rc, doc = run_fuzz(WritesReadonlyStatus, 1500, "--break-ratio", "1", "--batch", "4")
     assert rc == 1
     assert "read-only status never written" in failed_names(doc)
 
