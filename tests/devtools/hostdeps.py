@@ -52,7 +52,7 @@ APT = ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=600"]
 
 def _installed(packages) -> set:
     res = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${db:Status-Abbrev}\n", *packages],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     return {line.split()[0] for line in res.stdout.splitlines() if line.split()[1:2] == ["ii"]}
 
 
@@ -67,7 +67,8 @@ def _configure_sources() -> bool:
 
 def backports_headers_package() -> str:
     """The concrete 6.12 headers package that bookworm-backports' linux-headers-amd64 points at."""
-    out = subprocess.run(["apt-cache", "show", "linux-headers-amd64"], capture_output=True, text=True).stdout
+    out = subprocess.run(["apt-cache", "show", "linux-headers-amd64"], capture_output=True, text=True,
+                         check=False).stdout
     names = re.findall(r"^Depends: (linux-headers-6\.12\.[^\s,]+-amd64)", out, re.M)
     bpo = [n for n in names if "+deb12" in n or "bpo" in n]
     if not bpo:

@@ -52,7 +52,7 @@ def _start_supervised(inst_dir: Path, fake: Path, owner=None) -> Instance:
     subprocess.Popen([sys.executable, "-m", "vmharness.supervisor", str(inst_dir)], start_new_session=True,
                      env={**os.environ, "PYTHONPATH": str(TESTS)})
     inst = Instance(inst_dir)
-    assert _wait(lambda: (inst_dir / RUNTIME).exists()), "supervisor did not start the fake qemu"
+    assert _wait((inst_dir / RUNTIME).exists), "supervisor did not start the fake qemu"
     assert _wait(inst.qemu_alive)
     return inst
 

@@ -23,7 +23,7 @@ def loaded(l1):
     """Install the module with DKMS from the source tree and load it; record the timings."""
     src = f"/usr/src/vhost-blk-{VERSION}"
     l1.run(f"rm -rf {src} && mkdir -p {src} {TOOLS}")
-    l1.put([p for p in (REPO_ROOT / "kmod-src").iterdir()], src + "/")
+    l1.put(list((REPO_ROOT / "kmod-src").iterdir()), src + "/")
     l1.put([REPO_ROOT / "tools" / "vhostblk"], TOOLS + "/")
     l1.put([REPO_ROOT / "kmod-src" / "include" / "uapi" / "linux" / "vhost_blk.h"], TOOLS + "/")
     l1.run(f"sed 's/@VERSION@/{VERSION}/' {src}/dkms.conf.in > {src}/dkms.conf")

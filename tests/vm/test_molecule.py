@@ -18,7 +18,7 @@ def test_molecule_scenario(scenario):
     env = dict(os.environ)
     env.setdefault("VHOSTBLK_OWNER_PID", str(os.getpid()))
     res = subprocess.run(["molecule", "test", "-s", scenario], cwd=REPO_ROOT, env=env, capture_output=True,
-                         text=True, timeout=45 * 60)
+                         text=True, timeout=45 * 60, check=False)
     out = res.stdout + res.stderr
     print(out[-20000:])
     print(f"molecule test -s {scenario}: rc={res.returncode} in {time.monotonic() - start:.0f}s")

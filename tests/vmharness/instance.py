@@ -64,7 +64,7 @@ class Instance:
         """Run a shell command in L1 as root; raise HarnessError with its output when it fails."""
         try:
             res = subprocess.run(ssh_command(self.port, self.key, command), capture_output=True, text=True,
-                                 timeout=timeout, input=input_text)
+                                 timeout=timeout, input=input_text, check=False)
         except subprocess.TimeoutExpired as exc:
             raise HarnessError(f"L1 command timed out after {timeout}s: {command}\n"
                                f"serial console tail:\n{tail(self.serial_log)}") from exc
@@ -76,7 +76,7 @@ class Instance:
     def put(self, sources: Sequence[Path], dest: str, timeout: float = 300) -> None:
         """Copy host files or directories into L1."""
         res = subprocess.run(scp_command(self.port, self.key, sources, dest, recursive=True),
-                             capture_output=True, text=True, timeout=timeout)
+                             capture_output=True, text=True, timeout=timeout, check=False)
         if res.returncode != 0:
             raise HarnessError(f"scp to L1:{dest} failed: {res.stderr[-2000:]}")
 
@@ -88,7 +88,8 @@ class Instance:
                 raise HarnessError(f"L1 qemu exited during boot.\nqemu stderr:\n{tail(self.dir / 'qemu.stderr')}\n"
                                    f"serial console tail:\n{tail(self.serial_log)}")
             try:
-                res = subprocess.run(ssh_command(self.port, self.key, "true"), capture_output=True, timeout=30)
+                res = subprocess.run(ssh_command(self.port, self.key, "true"), capture_output=True, timeout=30,
+                                     check=False)
                 if res.returncode == 0:
                     return time.monotonic() - start
             except subprocess.TimeoutExpired:
