@@ -43,11 +43,15 @@ def _dpkg_cmp(a, b):
 version_key = functools.cmp_to_key(_dpkg_cmp)  # dpkg's version order for sorted()
 
 
-def collect_debs(dirs):
-    """Every *.deb in the given directories (not recursive); a later duplicate file name is an error."""
+def collect_debs(dirs, with_dbgsym=False):
+    """Every *.deb in the given directories (not recursive), debug symbol packages only on request.
+
+    The same file name in two directories must be the same file."""
     found = {}
     for d in dirs:
         for deb in sorted(Path(d).glob("*.deb")):
+            if not with_dbgsym and deb.name.split("_", 1)[0].endswith("-dbgsym"):
+                continue
             if deb.name in found and pc.file_hashes(deb)["sha256"] != pc.file_hashes(found[deb.name])["sha256"]:
                 raise SystemExit(f"two different {deb.name}: {found[deb.name]} and {deb}")
             found.setdefault(deb.name, deb)

@@ -35,9 +35,9 @@ def sources_line(suite, root=DEFAULT_MOUNT, keyring=None):
     return f"deb [signed-by={keyring}] file:{root} {suite} {aptrepo.COMPONENT}\n"
 
 
-def build(debs_dirs, out, suite, key_dir, timer):
+def build(debs_dirs, out, suite, key_dir, timer, with_dbgsym=False):
     out.mkdir(parents=True, exist_ok=True)
-    debs = aptrepo.collect_debs(debs_dirs)
+    debs = aptrepo.collect_debs(debs_dirs, with_dbgsym)
     release, entries = timer("index", aptrepo.write_repo, out, debs, suite, epoch=None)
     key = RepoKey(key_dir)
     fpr = timer("sign", key.sign_release, release)
@@ -81,10 +81,12 @@ def main(argv=None):
     ap.add_argument("--suite", default="bookworm")
     ap.add_argument("--key-dir", type=Path, default=DEFAULT_KEY_DIR, help="persistent signing key directory")
     ap.add_argument("--disk-image", type=Path, help="also write the repository into this ext4 image")
+    ap.add_argument("--with-dbgsym", action="store_true",
+                    help="include *-dbgsym packages (left out by default: QEMU's are hundreds of MB)")
     args = ap.parse_args(argv)
 
     timer = pc.Timer()
-    summary = build(args.debs, args.out, args.suite, args.key_dir, timer)
+    summary = build(args.debs, args.out, args.suite, args.key_dir, timer, args.with_dbgsym)
     if args.disk_image:
         summary["disk_image"] = timer("disk image", disk_image, args.out, args.disk_image)
     summary["sources_line"] = sources_line(args.suite).strip()

@@ -75,13 +75,13 @@ def contents(deb):
     return out
 
 
-def probe_deb(out, version):
-    root = out / f"probe-{version}"
+def probe_deb(out, version, name=PROBE):
+    root = out / f"{name}-{version}"
     (root / "DEBIAN").mkdir(parents=True)
     (root / "DEBIAN" / "control").write_text(
-        f"Package: {PROBE}\nVersion: {version}\nArchitecture: all\nMaintainer: test <t@example.org>\n"
+        f"Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: test <t@example.org>\n"
         "Description: pin probe\n stands in for a QEMU package in the pin test\n")
-    deb = out / f"{PROBE}_{version}_all.deb"
+    deb = out / f"{name}_{version}_all.deb"
     ok(["dpkg-deb", "--root-owner-group", "--build", root, deb])
     shutil.rmtree(root)
     return deb
@@ -121,6 +121,7 @@ def repo(work, dkms_deb, kmod_deb):
     probes.mkdir()
     probe_deb(probes, "1.0+vhostblk1")
     probe_deb(probes, "2.0")
+    probe_deb(probes, "1.0+vhostblk1", name=f"{PROBE}-dbgsym")
     out = work / "repo"
     key_dir = work / "key"
     ok([sys.executable, PKG / "build_repo.py", "--debs", dkms_deb.parent, probes, "--out", out,
@@ -285,6 +286,7 @@ def test_packages_index_lists_both_packages(repo, kmod_deb):
     packages = (out / "dists" / SUITE / "main/binary-amd64/Packages").read_text()
     assert f"Package: vhost-blk-dkms\nSource: vhost-blk\nVersion: {VERSION}\n" in packages
     assert f"Package: vhost-blk-modules-{kmod_deb[0]}\n" in packages
+    assert f"Package: {PROBE}\n" in packages and "-dbgsym" not in packages
     for m in re.finditer(r"^Filename: (\S+)$", packages, re.M):
         assert (out / m.group(1)).is_file()
 
