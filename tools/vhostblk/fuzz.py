@@ -297,14 +297,46 @@ class Fuzzer:
             if c.expect is not None and c.outcome not in c.expect:
                 self.unexpected[(c.kind, c.outcome)] += 1
                 self._sample(f"batch {self.batches} case {i}: {c.kind}: outcome {c.outcome}, "
-                             f"expected one of {sorted(c.expect)} {c.detail}; batch also had: "
-                             + ", ".join(sorted({x.kind for x in cases if x.kind.startswith(
-                                 ("discard", "write_zeroes", "valid-flush"))})))
+                             f"expected one of {sorted(c.expect)} {c.detail}; chain: "
+                             + self.describe_chain(s, s.vqs[0], c.head))
             elif (c.outcome == "OK" and c.data_len is not None and c.kind.startswith("valid")
                   and c.used_len != c.data_len):
                 self.unexpected[(c.kind, "bad-used-len")] += 1
                 self._sample(f"{c.kind}: used.len {c.used_len}, expected {c.data_len}")
         return reset
+
+    @staticmethod
+    def describe_chain(s, vq, head, limit=24):
+        """A compact text dump of a descriptor chain (for failure samples)."""
+        out, i = [], head
+        for _ in range(limit):
+            if i is None or i >= vq.num:
+                out.append(f"[head/next {i} out of ring]")
+                break
+            addr, length, flags, nxt = vq.read_desc(i)
+            item = f"#{i}:{addr:#x}+{length}/{'W' if flags & V.DESC_F_WRITE else 'R'}"
+            if flags & V.DESC_F_INDIRECT:
+                item += " INDIRECT["
+                try:
+                    for k in range(min(length // 16, limit)):
+                        a, n, f, x = V.DESC.unpack(s.mem.read(addr + 16 * k, 16))
+                        item += f" {a:#x}+{n}/{'W' if f & V.DESC_F_WRITE else 'R'}" \
+                                f"{'>' + str(x) if f & V.DESC_F_NEXT else ''}"
+                except ValueError:
+                    item += " outside RAM"
+                item += " ]"
+            out.append(item)
+            if not flags & V.DESC_F_NEXT:
+                break
+            i = nxt
+        try:
+            first = vq.read_desc(head)
+            if not first[2] & V.DESC_F_INDIRECT and first[1] >= 16:
+                t, _p, sec = V.OUTHDR.unpack(s.mem.read(first[0], 16))
+                out.append(f"hdr type={t} sector={sec}")
+        except (ValueError, IndexError, TypeError):
+            pass
+        return " ".join(out)
 
     # report ----------------------------------------------------------------------------
     def _report(self, elapsed, restarts, watch):

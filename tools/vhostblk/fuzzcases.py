@@ -302,7 +302,7 @@ def addr_outside(b):
                             (b.pool, size)))
     which = b.rnd.randrange(3)
     parts = [(b.hdr(V.T_IN, 0), 16, R), (b.data(512), 512, W), (st, 1, W)]
-    parts[which] = (addr, n if which == 1 else parts[which][1], parts[which][2])
+    parts[which] = (addr, n, parts[which][2])      # the piece ends outside guest RAM
     return Case("addr-outside-memory", b.chain(parts), BROKEN, st, breaking=True)
 
 
