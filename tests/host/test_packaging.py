@@ -191,8 +191,8 @@ def test_exerciser_searches_where_the_package_puts_the_header(dkms_deb):
     assert "/usr/src/vhost-blk-*" in Path(abi.__file__).read_text()
 
 
-def test_dkms_deb_is_lintian_clean(dkms_deb):
-    res = run(["lintian", "--fail-on", "error,warning", dkms_deb])
+def test_debs_are_lintian_clean(dkms_deb, kmod_deb):
+    res = run(["lintian", "--fail-on", "error,warning", dkms_deb, kmod_deb[1]])
     tags = [ln for ln in res.stdout.splitlines() if re.match(r"^[EW]: ", ln)]
     assert res.returncode == 0 and not tags, res.stdout + res.stderr
 
