@@ -11,6 +11,7 @@ from pathlib import Path
 from . import HarnessError
 from .image import build_image
 from .instance import Instance, create, destroy
+from .packages import build_repo_image
 from .paths import state_dir
 from .recipe import RECIPES, get_recipe
 from .ssh import ssh_command
@@ -26,6 +27,9 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("image", help="build the cached L1 image if needed and print its directory")
     p.add_argument("--distro", default="debian12", choices=sorted(RECIPES))
+    p = sub.add_parser("repo-image", help="build the vhost-blk package repository disk for an image's kernel")
+    p.add_argument("--distro", default="debian12", choices=sorted(RECIPES))
+    p.add_argument("--out", required=True, help="where to write the ext4 repository image")
     p = sub.add_parser("create", help="boot a throwaway L1 and print its connection facts as JSON")
     p.add_argument("name")
     p.add_argument("--distro", default="debian12", choices=sorted(RECIPES))
@@ -45,6 +49,10 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "image":
             print(build_image(get_recipe(args.distro), log=lambda m: print(m, file=sys.stderr)).path)
+        elif args.cmd == "repo-image":
+            recipe = get_recipe(args.distro)
+            image = build_image(recipe, log=lambda m: print(m, file=sys.stderr))
+            print(build_repo_image(recipe, image, Path(args.out)))
         elif args.cmd == "create":
             inst = create(args.name, distro=args.distro, base=base, owner=args.owner_pid,
                           extra_disks=[Path(d) for d in args.extra_disk], memory_mib=args.memory,

@@ -72,6 +72,15 @@ class Image:
         return all(p.is_file() for p in (self.disk, self.kernel, self.initrd, self.key, self.path / "recipe.json"))
 
 
+def kernel_release(vmlinuz: Path) -> str:
+    """The release string (uname -r) of a bzImage, read from its setup header (kernel_version)."""
+    data = Path(vmlinuz).read_bytes()[:0x10000]
+    if data[0x202:0x206] != b"HdrS":
+        raise HarnessError(f"{vmlinuz} is not a bzImage")
+    offset = int.from_bytes(data[0x20E:0x210], "little") + 0x200
+    return data[offset:offset + 256].split(b" ", 1)[0].split(b"\0", 1)[0].decode()
+
+
 def mmdebstrap_command(recipe: Recipe, root: Path) -> list:
     """The mmdebstrap command line that populates ``root`` for ``recipe``."""
     cmd = [

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Build every vhost-blk package for a set of kernels and publish them as one signed repository.
+
+    python3 packaging/build_all.py --kernel 6.1.0-56-amd64 [--kernel ...] [--suite bookworm]
+        [--qemu-debs DIR] [--repo-image IMG]
+
+Builds vhost-blk-dkms, vhost-blk-modules-<kernel> for each --kernel (against
+/usr/src/linux-headers-<kernel>), adds the patched QEMU .debs found in --qemu-debs (default:
+packaging/out/qemu, the output of build_qemu.py, when it holds any), and writes the repository
+(and, with --repo-image, its ext4 disk image for the test hypervisor).
+
+The result is cached in $VHOSTBLK_CACHE/packages/<key>, where the key hashes every input (module
+and exerciser sources, packaging scripts, kernels, suite, QEMU .debs): an unchanged tree
+costs nothing. Prints a JSON summary with the repository and image paths.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+CACHE = Path(os.environ.get("VHOSTBLK_CACHE", "/var/cache/vhostblk-fleet"))
+INPUT_DIRS = (REPO / "kmod-src", REPO / "tools" / "vhostblk", HERE)
+
+
+def _files(dirs):
+    for d in dirs:
+        for f in sorted(d.rglob("*")):
+            rel = f.relative_to(d).parts
+            if f.is_file() and "__pycache__" not in rel and rel[0] != "out":
+                yield f
+
+
+def input_key(kernels, suite, qemu_debs):
+    h = hashlib.sha256()
+    for f in _files(INPUT_DIRS):
+        h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes())
+    h.update(json.dumps([sorted(kernels), suite]).encode())
+    for deb in qemu_debs:
+        st = deb.stat()
+        h.update(f"{deb.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:16]
+
+
+def _run(script, *args):
+    res = subprocess.run([sys.executable, str(HERE / script), *map(str, args)], capture_output=True, text=True,
+                         check=False)
+    if res.returncode != 0:
+        raise SystemExit(f"{script} failed ({res.returncode}):\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    return res
+
+
+def build(kernels, suite, qemu_dir, repo_image):
+    qemu_debs = sorted(qemu_dir.glob("*.deb")) if qemu_dir and qemu_dir.is_dir() else []
+    qemu_debs = [d for d in qemu_debs if "-dbgsym_" not in d.name]
+    key = input_key(kernels, suite, qemu_debs)
+    out = CACHE / "packages" / key
+    summary_file = out / "summary.json"
+    if summary_file.exists():
+        summary = json.loads(summary_file.read_text())
+    else:
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        debs = tmp / "debs"
+        debs.mkdir(parents=True)
+        _run("build_dkms_deb.py", "--out", debs)
+        for krel in kernels:
+            _run("build_kmod_deb.py", "--kernel", krel, "--out", debs)
+        for deb in qemu_debs:
+            shutil.copy2(deb, debs / deb.name)
+        _run("build_repo.py", "--debs", debs, "--out", tmp / "repo", "--suite", suite,
+             "--disk-image", tmp / "repo.img")
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+        summary = {"key": key, "repo": str(out / "repo"), "image": str(out / "repo.img"), "suite": suite,
+                   "kernels": sorted(kernels), "qemu": [d.name for d in qemu_debs],
+                   "debs": sorted(p.name for p in (out / "debs").glob("*.deb"))}
+        summary_file.write_text(json.dumps(summary, indent=2) + "\n")
+        _prune(out)
+    if repo_image:
+        shutil.copyfile(summary["image"], repo_image)
+        summary["image"] = str(repo_image)
+    return summary
+
+
+def _prune(keep, max_keep=3):
+    """Keep the newest few package sets only."""
+    sets = sorted((p for p in keep.parent.iterdir() if p.is_dir() and not p.name.endswith(".tmp")),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in sets[max_keep:]:
+        if old != keep:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kernel", action="append", required=True, help="kernel release to prebuild for (repeatable)")
+    ap.add_argument("--suite", default="bookworm")
+    ap.add_argument("--qemu-debs", type=Path, default=HERE / "out" / "qemu", help="patched QEMU .debs to include")
+    ap.add_argument("--repo-image", type=Path, help="copy the repository disk image here")
+    args = ap.parse_args(argv)
+    print(json.dumps(build(args.kernel, args.suite, args.qemu_debs, args.repo_image), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

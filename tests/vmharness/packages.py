@@ -1,0 +1,25 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""The vhost-blk package repository as a read-only disk for L1 (no network address involved)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from . import HarnessError
+from .image import Image, kernel_release
+from .paths import REPO_ROOT
+from .recipe import Recipe
+
+# Where the prepare step mounts the disk in L1, and the apt source the roles then use.
+MOUNT = "/mnt/vhostblk-repo"
+
+
+def build_repo_image(recipe: Recipe, image: Image, out: Path) -> str:
+    """Build (or reuse) every package for the image's kernel; copy the repository disk to ``out``."""
+    cmd = [sys.executable, str(REPO_ROOT / "packaging" / "build_all.py"), "--kernel", kernel_release(image.kernel),
+           "--suite", recipe.suite, "--repo-image", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise HarnessError(f"building the package repository failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout)["image"]
