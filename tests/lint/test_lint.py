@@ -53,7 +53,8 @@ def test_galaxy_build_leaves_out_build_outputs(built_collection):
         names = tar.getnames()
     assert "galaxy.yml" not in names and "MANIFEST.json" in names
     for must in ("roles/kmod/meta/argument_specs.yml", "kmod-src/include/uapi/linux/vhost_blk.h",
-                 "tools/vhostblk/__main__.py", "playbooks/site.yml"):
+                 "tools/vhostblk/__main__.py", "playbooks/site.yml",
+                 "roles/build/meta/argument_specs.yml", "playbooks/rollout.yml"):
         assert must in names, must
     for bad in (".qcow2", ".raw", ".ko", ".o", ".deb", "__pycache__", ".venv/", "tests/output/"):
         assert not [n for n in names if bad in n], bad
