@@ -70,7 +70,6 @@ struct vblk_backend *vblk_backend_open(int fd, u32 flags, long *err)
 	be->file = file;
 	be->capacity = i_size_read(host) >> VBLK_SECTOR_SHIFT;
 	be->blk_size = 512;
-	be->is_reg = S_ISREG(inode->i_mode);
 	be->info_flags = VHOST_BLK_INFO_F_BACKEND;
 	if (ro)
 		be->info_flags |= VHOST_BLK_INFO_F_READONLY;

@@ -126,7 +126,6 @@ struct vblk_backend {
 	u64 capacity;		/* 512-byte sectors */
 	u32 blk_size;
 	u32 info_flags;		/* VHOST_BLK_INFO_F_* */
-	bool is_reg;
 	char id[VIRTIO_BLK_ID_BYTES];
 };
 
