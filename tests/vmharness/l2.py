@@ -10,47 +10,15 @@ probe) and falls back to TCG when the KVM run does not finish cleanly, and
 import os
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import HarnessError
 
 L2_DIR = "/var/lib/vhostblk-l2"
 DONE_MARKER = "VHOSTBLK-L2-DONE"
 
-# /init of the L2 initramfs: load the virtio modules of L1's kernel, run /payload.sh (or the
-# script on the second virtio disk's first bytes when /payload.sh is missing), print a marker
-# with the payload's exit status, power off.
-INIT = """#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
-for m in $(cat /modules.order); do insmod /lib/mod/$m 2>/dev/null; done
-sleep 1
-sh /payload.sh
-echo "%s rc=$?"
-sync
-poweroff -f
-""" % DONE_MARKER
-
-BUILD_INITRAMFS = r"""
-set -eu
-d={dir}/initramfs; rm -rf $d; mkdir -p $d/bin $d/proc $d/sys $d/dev $d/lib/mod $d/tmp $d/mnt
-cp /bin/busybox $d/bin/busybox
-: > $d/modules.order
-for ko in $(modprobe --show-depends {modules} | awk '/^insmod/ {{print $2}}'); do
-  name=$(basename "$ko"); case "$name" in *.xz) xz -dc "$ko" > $d/lib/mod/${{name%.xz}}; name=${{name%.xz}};;
-  *.zst) zstd -qdc "$ko" > $d/lib/mod/${{name%.zst}}; name=${{name%.zst}};; *) cp "$ko" $d/lib/mod/;; esac
-  grep -qx "$name" $d/modules.order || echo "$name" >> $d/modules.order
-done
-cat > $d/init <<'INIT_EOF'
-{init}
-INIT_EOF
-chmod +x $d/init
-cat > $d/payload.sh <<'PAYLOAD_EOF'
-{payload}
-PAYLOAD_EOF
-(cd $d && find . | cpio -o -H newc --quiet | gzip -1) > {dir}/{name}.cpio.gz
-"""
-
-L2_MODULES = "virtio_pci virtio_blk"
+# The initramfs builder (also used by the molecule scenarios, so it is a shell script).
+BUILDER = Path(__file__).with_name("l2_initramfs.sh")
 
 
 @dataclass
@@ -63,9 +31,12 @@ class L2Result:
 
 def build_initramfs(l1, payload: str, name: str = "l2") -> str:
     """Build an initramfs in L1 that runs ``payload`` (sh) in L2; return its path in L1."""
-    script = BUILD_INITRAMFS.format(dir=L2_DIR, modules=L2_MODULES, init=INIT, payload=payload, name=name)
-    l1.run(f"mkdir -p {L2_DIR} && bash -c {shlex.quote(script)}", timeout=300)
-    return f"{L2_DIR}/{name}.cpio.gz"
+    l1.run(f"mkdir -p {L2_DIR}")
+    l1.put([BUILDER], f"{L2_DIR}/")
+    l1.run(f"cat > {L2_DIR}/{name}.payload.sh", input_text=payload)
+    out = f"{L2_DIR}/{name}.cpio.gz"
+    l1.run(f"sh {L2_DIR}/{BUILDER.name} {out} {L2_DIR}/{name}.payload.sh", timeout=300)
+    return out
 
 
 def qemu_l2_command(accel: str, initrd: str, devices: list, memory_mib: int = 512,
@@ -89,7 +60,7 @@ def ensure_nested_kvm(l1) -> bool:
 
 
 def run_l2(l1, initrd: str, devices: list, accel: str = "", timeout: float = 300,
-           memory_mib: int = 512) -> L2Result:
+           memory_mib: int = 512, qemu: str = "qemu-system-x86_64") -> L2Result:
     """Run one L2 guest to completion; returns its console. Falls back from KVM to TCG when the
     KVM run hangs or ends without the payload's marker."""
     accel = accel or os.environ.get("VHOSTBLK_L2_ACCEL", "tcg")
@@ -103,7 +74,7 @@ def run_l2(l1, initrd: str, devices: list, accel: str = "", timeout: float = 300
     last = None
     for i, mode in enumerate(tries):
         cmd = " ".join(shlex.quote(c) if "$(" not in c else c
-                       for c in qemu_l2_command(mode, initrd, devices, memory_mib))
+                       for c in qemu_l2_command(mode, initrd, devices, memory_mib, qemu))
         per_try = timeout if mode == "tcg" else min(timeout, 120)
         res = l1.run(f"timeout -k 5 {int(per_try)} {cmd} 2>&1", check=False, timeout=per_try + 60)
         console = res.stdout
