@@ -176,7 +176,7 @@ static int vblk_walk_indirect(struct vblk_vq *vq, struct vblk_req *req,
 
 	for (;;) {
 		if (++seen > count) {
-			vblk_vq_set_broken(vq, "indirect chain loops");
+			vblk_vq_set_broken(vq, "indirect chain longer than its table");
 			return -EIO;
 		}
 		if (vblk_copy_from_guest(vq, &d, table + i * sizeof(d),
@@ -227,7 +227,7 @@ int vblk_vq_walk(struct vblk_vq *vq, u16 head, struct vblk_req *req)
 
 	for (;;) {
 		if (++seen > vq->num) {
-			vblk_vq_set_broken(vq, "descriptor chain loops");
+			vblk_vq_set_broken(vq, "descriptor chain longer than the ring");
 			return -EIO;
 		}
 		if (copy_from_user(&d, &vq->desc[i], sizeof(d))) {
