@@ -355,14 +355,17 @@ def huge_len(b):
 
 
 def garbage(b):
+    """Random flags, lengths and addresses. Next pointers stay inside this case's own
+    descriptors or leave the ring: pointing into another case's chain would let the
+    device legitimately answer through that case's status byte."""
     k = b.rnd.randint(1, 6)
     idx = b.descs(k)
     for d in idx:
+        nxt = b.rnd.choice((b.rnd.choice(idx), b.rnd.randrange(b.vq.num, 65536)))
         b.vq.write_desc(d, b.rnd.getrandbits(64) if b.rnd.random() < 0.3
                         else b.pool + b.rnd.randrange(b.pool_size),
                         b.rnd.getrandbits(32) if b.rnd.random() < 0.3 else b.rnd.randrange(64),
-                        b.rnd.getrandbits(16), b.rnd.getrandbits(16) if b.rnd.random() < 0.5
-                        else b.rnd.randrange(b.vq.num))
+                        b.rnd.getrandbits(16), nxt)
     return Case("random-garbage", idx[0], None, breaking=True)
 
 

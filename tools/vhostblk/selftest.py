@@ -68,6 +68,8 @@ class Selftest:
         path = args.file or args.blockdev
         fd, size, isblk = open_backend(path, args.size if args.file else None, direct=args.direct)
         self.fd, self.cap = fd, size // V.SECTOR
+        # the outside view: a separate buffered descriptor (pread cannot use O_DIRECT buffers)
+        self.vfd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         rep.note("backend", f"{path} ({'block device' if isblk else 'file'}, {size} bytes, "
                             f"{self.cap} sectors{', O_DIRECT' if args.direct else ''})")
         try:
@@ -79,6 +81,7 @@ class Selftest:
             self._reset_owner()
         finally:
             os.close(fd)
+            os.close(self.vfd)
 
     def _probe(self):
         a, rep = self.abi, self.rep
@@ -223,7 +226,7 @@ class Selftest:
             rep.check(f"[{mode}] read back q{q} region via q{(q + 1) % nq}",
                       st == ["OK"] and got == data,
                       f"status {st} sha256 {_sha(got)} vs written {_sha(data)}")
-            outside = _pread_outside(self.fd, len(data), base * V.SECTOR)
+            outside = _pread_outside(self.vfd, len(data), base * V.SECTOR)
             diff = next((i for i in range(len(data)) if outside[i:i + 1] != data[i:i + 1]),
                         None) if outside != data else None
             rep.check(f"[{mode}] backing store has q{q} data (pread)", outside == data,
@@ -245,14 +248,14 @@ class Selftest:
         r = read_req(s, sector, nsect)
         self._one(s, r)
         got = read_data(s, r)
-        outside = _pread_outside(self.fd, nsect * V.SECTOR, sector * V.SECTOR)
+        outside = _pread_outside(self.vfd, nsect * V.SECTOR, sector * V.SECTOR)
         zero = bytes(nsect * V.SECTOR)
         self.rep.check(f"{name} reads back zeros", r.status == V.S_OK and got == zero
                        and outside == zero,
                        f"device {'zero' if got == zero else 'NOT zero'}, backing "
                        f"{'zero' if outside == zero else 'NOT zero'}")
         for nsec, data in neighbours:
-            outside = _pread_outside(self.fd, len(data), nsec * V.SECTOR)
+            outside = _pread_outside(self.vfd, len(data), nsec * V.SECTOR)
             self.rep.check(f"{name} leaves sector {nsec} alone", outside == data)
 
     def _dwz(self, s, mode):
@@ -292,7 +295,7 @@ class Selftest:
 
     def _errors(self, s, mode):
         cap = self.cap
-        head = _pread_outside(self.fd, 4096, 0)
+        head = _pread_outside(self.vfd, 4096, 0)
         self._expect_status(s, f"[{mode}] read at capacity -> IOERR", read_req(s, cap, 1),
                             (V.S_IOERR,))
         self._expect_status(s, f"[{mode}] read across the end -> IOERR",
@@ -304,7 +307,7 @@ class Selftest:
         self._expect_status(s, f"[{mode}] read at sector 2^64-1 -> IOERR",
                             read_req(s, (1 << 64) - 1, 1), (V.S_IOERR,))
         self.rep.check(f"[{mode}] out-of-range writes left sector 0 alone",
-                       _pread_outside(self.fd, 4096, 0) == head)
+                       _pread_outside(self.vfd, 4096, 0) == head)
         for t in (3, 0xFF, 0x7FFFFFFF, 0x80000001):
             self._expect_status(s, f"[{mode}] request type {t:#x} -> UNSUPP",
                                 simple_req(s, t, 0, 512), (V.S_UNSUPP,))
@@ -331,7 +334,7 @@ class Selftest:
                       info["flags"] & a.VHOST_BLK_INFO_F_READONLY, f"flags {info['flags']:#x}")
             rep.check("[readonly] VIRTIO_BLK_F_RO offered", s.features & V.bit(V.BLK_F_RO),
                       " ".join(V.feature_names(s.offered)))
-            before = _pread_outside(self.fd, 64 * 1024, 0)
+            before = _pread_outside(self.vfd, 64 * 1024, 0)
             self._expect_status(s, "[readonly] write refused", write_req(s, 0, b"\x11" * 4096),
                                 (V.S_IOERR,))
             self._expect_status(s, "[readonly] DISCARD refused",
@@ -344,7 +347,7 @@ class Selftest:
                 rep.check("[readonly] read returns the backing data",
                           read_data(s, r) == before[:4096])
             rep.check("[readonly] backing store unchanged",
-                      _pread_outside(self.fd, 64 * 1024, 0) == before)
+                      _pread_outside(self.vfd, 64 * 1024, 0) == before)
             s.set_backend(-1)
             info = s.dev.get_info()
             rep.check("detach (fd -1) clears BACKEND", not info["flags"]
