@@ -182,6 +182,20 @@ static long vblk_set_mem_table(struct vblk_dev *dev, void __user *argp)
 	return 0;
 }
 
+/* The bitmap must cover every guest page of the memory table. */
+static bool vblk_log_base_ok(const struct vblk_mem *mem, u64 base)
+{
+	u64 last = 0, bytes;
+	u32 i;
+
+	if (!mem)
+		return true;
+	for (i = 0; i < mem->nregions; i++)
+		last = max(last, mem->r[i].gpa + mem->r[i].size - 1);
+	bytes = (last >> 12) / BITS_PER_BYTE + 1;
+	return access_ok(u64_to_user_ptr(base), bytes);
+}
+
 static long vblk_set_log_base(struct vblk_dev *dev, u64 __user *argp)
 {
 	u64 base;
@@ -189,6 +203,8 @@ static long vblk_set_log_base(struct vblk_dev *dev, u64 __user *argp)
 	if (copy_from_user(&base, argp, sizeof(base)))
 		return -EFAULT;
 	if (base != (unsigned long)base)
+		return -EFAULT;
+	if (base && !vblk_log_base_ok(dev->mem, base))
 		return -EFAULT;
 	dev->log_base = base;
 	vblk_dev_sync_vqs(dev);
