@@ -69,10 +69,10 @@ def build_parser():
                     help="after a ring error, reopen the device every Nth time (new features, "
                          "full teardown); otherwise stop and reset the vring (default 8, "
                          "1 = always reopen)")
-    fz.add_argument("--batch", type=int, default=0,
-                    help="cases per kick (default: as many as fit in the ring)")
-    fz.add_argument("--break-ratio", type=float, default=0.5,
-                    help="share of batches ending with a ring-breaking case (default 0.5)")
+    fz.add_argument("--batch", type=int, default=128,
+                    help="cases per kick (default 128; 0: as many as fit in the ring)")
+    fz.add_argument("--break-ratio", type=float, default=0.75,
+                    help="share of batches ending with a ring-breaking case (default 0.75)")
     fz.add_argument("--direct", action="store_true", help="open the backend with O_DIRECT")
     fz.add_argument("--no-kmsg", action="store_true", help="do not check the kernel log")
     fz.add_argument("--progress", type=float, default=10.0,

@@ -20,6 +20,7 @@ POOL_SIZE = 1 << 20
 CONFIGS = (V.bit(V.F_INDIRECT_DESC) | V.bit(V.F_EVENT_IDX), V.bit(V.F_INDIRECT_DESC),
            V.bit(V.F_EVENT_IDX), 0)
 MAX_SAMPLES = 20
+BREAK_RESERVE = 8       # descriptors kept free for the batch's final (breaking) case
 
 
 class Fuzzer:
@@ -139,6 +140,7 @@ class Fuzzer:
         cases = []
         want_break = self.rnd.random() < args.break_ratio
         room = target - (1 if want_break else 0)
+        b.limit = vq.num - BREAK_RESERVE
         while len(cases) < room:
             gen = self.rnd.choice(self.nonbreak)
             mark = (b.next_desc, s.mem.mark())
@@ -148,6 +150,7 @@ class Fuzzer:
                 b.next_desc = mark[0]
                 s.mem.release_to(mark[1])
                 break
+        b.limit = vq.num
         if want_break or not cases:
             for _ in range(8):
                 gen = self.rnd.choice(self.breaking)
