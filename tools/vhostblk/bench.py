@@ -15,7 +15,6 @@ import time
 from . import virtio as V
 from .backend import open_backend
 from .driver import RingError, Session
-from .virtq import SplitQueue  # noqa: F401  (the driver loop below uses its raw API)
 
 BS = 4096
 _U16 = struct.Struct("<H")
@@ -75,7 +74,7 @@ class VhostRun:
         poll = select.poll()
         poll.register(call, select.POLLIN)
         poll.register(err, select.POLLIN)
-        getrandbits, randrange = self.rnd.getrandbits, self.rnd.randrange
+        randrange = self.rnd.randrange
         clock = time.perf_counter
         submit_t = [0.0] * self.qd
         avail_idx = last_used = 0
@@ -99,7 +98,6 @@ class VhostRun:
         stopping = False
         inflight = self.qd
         timeout_ms = int(self.timeout * 1000)
-        del getrandbits
         while inflight:
             _U16.pack_into(mm, used_event_off, last_used)
             used_idx = _U16.unpack_from(mm, used_off + 2)[0]
