@@ -128,3 +128,28 @@ def test_make_dkms_conf(tmp_path):
     conf = (build / "dkms.conf").read_text()
     assert f'PACKAGE_VERSION="{version}"' in conf
     assert "@VERSION@" not in conf
+
+
+@pytest.mark.parametrize("series", sorted(SUPPORTED))
+def test_kmod_sparse_clean(series, tmp_path):
+    """sparse (C=2): __user/__le annotations and locking context stay clean."""
+    found = _trees()
+    if not found:
+        pytest.fail(f"no supported kernel headers under {SRC_ROOT}")
+    if series not in found:
+        pytest.skip(f"headers for {series} not installed")
+    if not shutil.which("sparse"):
+        pytest.skip("sparse not installed: apt-get install sparse")
+    tree = found[series][0]
+    build = tmp_path / "src"
+    shutil.copytree(KMOD_SRC, build)
+    proc = subprocess.run(
+        ["make", f"KDIR={tree}", "C=2", "-j2"],
+        cwd=build, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, timeout=600, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    checked = [line for line in proc.stdout.splitlines() if "CHECK" in line]
+    assert checked, "sparse did not run:\n" + proc.stdout[-2000:]
+    problems = _problems(proc.stdout)
+    assert not problems, "sparse:\n" + "\n".join(problems)
