@@ -37,7 +37,7 @@ def control_field(paragraph, name):
 def _dpkg_cmp(a, b):
     if a == b:
         return 0
-    return -1 if subprocess.run(["dpkg", "--compare-versions", a, "lt", b]).returncode == 0 else 1
+    return -1 if subprocess.run(["dpkg", "--compare-versions", a, "lt", b], check=False).returncode == 0 else 1
 
 
 version_key = functools.cmp_to_key(_dpkg_cmp)  # dpkg's version order for sorted()

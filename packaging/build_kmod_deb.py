@@ -53,7 +53,7 @@ def package_version(mod_version, kernel_pkg_version):
 def kernel_pkg_version(krel):
     """Version of linux-headers-<krel> (same source package and version as the image)."""
     res = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", f"linux-headers-{krel}"],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     if res.returncode or not res.stdout.strip():
         raise SystemExit(f"linux-headers-{krel} is not installed: pass --kernel-pkg-version")
     return res.stdout.strip()
@@ -65,7 +65,7 @@ def compile_module(headers, work, jobs):
     log = work / "make.log"
     with open(log, "wb") as fh:
         res = subprocess.run(["make", f"-j{jobs}", "-C", str(headers), f"M={src}", "modules"],
-                             stdout=fh, stderr=subprocess.STDOUT)
+                             stdout=fh, stderr=subprocess.STDOUT, check=False)
     if res.returncode:
         raise SystemExit(f"module build failed:\n{log.read_text(errors='replace')[-4000:]}")
     ko = src / f"{pc.MODULE_NAME}.ko"
@@ -128,10 +128,10 @@ set -e
 KREL={krel}
 case "$1" in
 {cases})
-	if [ -d "/lib/modules/$KREL/kernel" ] && command -v depmod >/dev/null 2>&1; then
-		depmod -a "$KREL"
-	fi
-	;;
+    if [ -d "/lib/modules/$KREL/kernel" ] && command -v depmod >/dev/null 2>&1; then
+        depmod -a "$KREL"
+    fi
+    ;;
 esac
 exit 0
 """
@@ -228,7 +228,7 @@ def main(argv=None):
     summary = {"deb": str(deb), "package": name, "version": version, "kernel": krel,
                "kernel_pkg_version": kpv, "vermagic": vermagic}
     if args.lintian:
-        res = subprocess.run(["lintian", "--display-info", str(deb)], capture_output=True, text=True)
+        res = subprocess.run(["lintian", "--display-info", str(deb)], capture_output=True, text=True, check=False)
         summary["lintian"] = {"status": res.returncode, "output": (res.stdout + res.stderr).strip()}
     summary["steps"] = timer.steps
     print(json.dumps(summary, indent=2))

@@ -68,7 +68,7 @@ def run(cmd, **kwargs):
     cmd = [str(c) for c in cmd]
     print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
     kwargs.setdefault("check", False)
-    res = subprocess.run(cmd, **kwargs)
+    res = subprocess.run(cmd, **kwargs, check=False)
     if res.returncode:
         detail = ""
         for stream in (res.stdout, res.stderr) if kwargs.get("capture_output") else ():

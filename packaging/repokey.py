@@ -45,7 +45,7 @@ class RepoKey:
             finally:
                 # stop the agent this GNUPGHOME started (no-op when none runs)
                 subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=dict(os.environ, GNUPGHOME=str(self.home)),
-                               capture_output=True)
+                               capture_output=True, check=False)
 
     def fingerprint(self):
         out = self._gpg("--with-colons", "--list-secret-keys", text=True).stdout

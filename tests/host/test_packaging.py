@@ -39,7 +39,7 @@ for tool in ("dpkg-buildpackage", "dh_dkms", "lintian", "gpg", "gpgv", "apt-get"
 def run(cmd, **kw):
     kw.setdefault("capture_output", True)
     kw.setdefault("text", True)
-    res = subprocess.run([str(c) for c in cmd], **kw)
+    res = subprocess.run([str(c) for c in cmd], **kw, check=False)
     return res
 
 
@@ -61,7 +61,7 @@ def fields(deb):
         if line.startswith(" ") and key:
             out[key] += "\n" + line
         else:
-            key, _, val = line.partition(":")
+            key, _sep, val = line.partition(":")
             out[key] = val.strip()
     return out
 
@@ -282,7 +282,7 @@ def test_signing_key_is_reused(repo, work):
 
 
 def test_packages_index_lists_both_packages(repo, kmod_deb):
-    out, _ = repo
+    out, _meta = repo
     packages = (out / "dists" / SUITE / "main/binary-amd64/Packages").read_text()
     assert f"Package: vhost-blk-dkms\nSource: vhost-blk\nVersion: {VERSION}\n" in packages
     assert f"Package: vhost-blk-modules-{kmod_deb[0]}\n" in packages
@@ -292,7 +292,7 @@ def test_packages_index_lists_both_packages(repo, kmod_deb):
 
 
 def test_apt_updates_from_the_file_repository(repo, work, kmod_deb):
-    out, _ = repo
+    out, _meta = repo
     line = sources(out, out / KEYRING_NAME)
     res = apt(work, "good", line, ["apt-get", "update"])
     assert res.returncode == 0 and "W:" not in res.stdout + res.stderr, res.stdout + res.stderr
@@ -304,7 +304,7 @@ def test_apt_updates_from_the_file_repository(repo, work, kmod_deb):
 
 
 def test_apt_rejects_the_repository_with_another_key(repo, work):
-    out, _ = repo
+    out, _meta = repo
     other = RepoKey(work / "other-key")
     other.ensure()
     res = apt(work, "bad", sources(out, other.keyring), ["apt-get", "update"])
@@ -315,7 +315,7 @@ def test_apt_rejects_the_repository_with_another_key(repo, work):
 
 
 def test_qemu_pin_keeps_the_vhostblk_build(repo, work):
-    out, _ = repo
+    out, _meta = repo
     pref = out / aptpin.PIN_FILE_NAME
     assert pref.is_file(), "build_repo.py writes the pin for packages with +vhostblk versions"
     assert f"Package: {PROBE}\n" in pref.read_text() and "Pin-Priority: 1001" in pref.read_text()
@@ -329,7 +329,7 @@ def test_qemu_pin_keeps_the_vhostblk_build(repo, work):
 
 
 def test_disk_image_holds_the_repository(repo, work):
-    out, _ = repo
+    out, _meta = repo
     img = work / "repo.img"
     listing = ok(["debugfs", "-R", f"ls -p /dists/{SUITE}", img])
     for name in ("InRelease", "Release", "Release.gpg"):
