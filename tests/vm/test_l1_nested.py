@@ -8,6 +8,8 @@ from vmharness import l2
 PAYLOAD = """
 dd if=/dev/urandom of=/tmp/pat bs=1M count=4 2>/dev/null
 dd if=/tmp/pat of=/dev/vda bs=1M conv=fsync 2>/dev/null || exit 3
+blockdev --flushbufs /dev/vda
+echo 3 > /proc/sys/vm/drop_caches
 echo "GUEST-SHA $(sha256sum /tmp/pat | cut -d' ' -f1)"
 echo "READBACK-SHA $(dd if=/dev/vda bs=1M count=4 2>/dev/null | sha256sum | cut -d' ' -f1)"
 """
@@ -25,12 +27,21 @@ def _shas(console):
     return guest.group(1), back.group(1)
 
 
+def test_l2_boots_under_nested_kvm_or_reports_fallback(l1):
+    """Nested KVM is the fast path; it is known to misbehave under TCG L1 (see BRIEF), so this
+    records which accelerator an L2 boot got rather than gating on KVM."""
+    initrd = l2.build_initramfs(l1, "echo hello-from-l2", name="probe")
+    result = l2.run_l2(l1, initrd, [], accel="auto", timeout=300)
+    print(f"L2 probe ran under {result.accel} (fell back from KVM: {result.fell_back})")
+    assert result.rc == 0 and "hello-from-l2" in result.console
+
+
 def test_l2_guest_writes_virtio_blk_byte_for_byte(l1):
     initrd = l2.build_initramfs(l1, PAYLOAD, name="nested-io")
     l1.run("truncate -s 16M /var/tmp/l2disk.raw")
     disk = [["-drive", "file=/var/tmp/l2disk.raw,format=raw,if=none,id=d0,cache=none,aio=threads"],
             ["-device", "virtio-blk-pci,drive=d0"]]
-    result = l2.run_l2(l1, initrd, disk, accel="auto", timeout=420)
+    result = l2.run_l2(l1, initrd, disk, accel="tcg", timeout=600)
     print(f"L2 ran under {result.accel} (fell back from KVM: {result.fell_back})")
     assert result.rc == 0, result.console[-3000:]
     guest, back = _shas(result.console)
