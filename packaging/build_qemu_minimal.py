@@ -26,13 +26,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CACHE = Path(os.environ.get("VHOSTBLK_CACHE", "/var/cache/vhostblk-fleet"))
-CONFIGURE = ["--target-list=x86_64-softmmu", "--disable-docs", "--disable-user", "--disable-tools",
-             "--disable-guest-agent", "--enable-linux-aio", "--enable-linux-io-uring", "--enable-slirp",
-             "--disable-install-blobs", "--with-git-submodules=ignore", "--disable-werror"]
+# Every optional feature off except what the tests need, so the binary links only against
+# libraries that the distribution's qemu-system-x86 package already pulls in (a build host with
+# QEMU's full build-deps would otherwise link Xen, SPICE, ... that a hypervisor may lack).
+CONFIGURE = ["--target-list=x86_64-softmmu", "--without-default-features", "--enable-kvm", "--enable-vhost-kernel",
+             "--enable-vhost-net", "--enable-linux-aio", "--enable-linux-io-uring", "--enable-slirp",
+             "--enable-fdt=system", "--disable-install-blobs", "--with-git-submodules=ignore", "--disable-werror"]
 
 
 def series_key(version: str) -> str:
-    h = hashlib.sha256(version.encode())
+    h = hashlib.sha256((version + " ".join(CONFIGURE)).encode())
     for f in sorted((REPO / "qemu-patches" / version).iterdir()):
         h.update(f.name.encode() + b"\0" + f.read_bytes())
     h.update((HERE / "build_qemu.py").read_bytes())

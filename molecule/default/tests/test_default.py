@@ -26,7 +26,7 @@ def test_dkms_installed_for_running_kernel(host):
 
 
 def test_device_node(host):
-    kind, group, mode = host.check_output("stat -c '%%F|%%G|%%a' /dev/vhost-blk").split("|")
+    kind, group, mode = host.check_output("stat -c '%%F|%%G|%%a' %s", "/dev/vhost-blk").split("|")
     assert kind == "character special file"
     assert group == "kvm" and mode == "660", (group, mode)  # QEMU's group only, never world accessible
 

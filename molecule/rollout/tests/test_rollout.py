@@ -25,7 +25,7 @@ def test_canary_converged(host):
         return
     assert host.file("/sys/module/vhost_blk").is_directory
     assert host.file("/etc/udev/rules.d/65-vhost-blk.rules").exists
-    assert host.check_output("stat -c '%%G %%a' /dev/vhost-blk") == "kvm 660"
+    assert host.check_output("stat -c '%%G %%a' %s", "/dev/vhost-blk") == "kvm 660"
 
 
 def test_busy_host_left_alone(host):
