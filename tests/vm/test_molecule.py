@@ -8,7 +8,7 @@ import time
 import pytest
 from vmharness.paths import REPO_ROOT
 
-SCENARIOS = ["default"]
+SCENARIOS = ["default", "rollout"]
 
 
 @pytest.mark.slow
