@@ -67,8 +67,8 @@ def run(cmd, **kwargs):
     """Run a command, echoing it; raise SystemExit with its output on failure."""
     cmd = [str(c) for c in cmd]
     print("+ " + " ".join(cmd), file=sys.stderr, flush=True)
-    kwargs.setdefault("check", False)
-    res = subprocess.run(cmd, **kwargs, check=False)
+    kwargs["check"] = False
+    res = subprocess.run(cmd, **kwargs)  # pylint: disable=subprocess-run-check
     if res.returncode:
         detail = ""
         for stream in (res.stdout, res.stderr) if kwargs.get("capture_output") else ():
