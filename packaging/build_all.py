@@ -6,8 +6,9 @@
         [--qemu-debs DIR] [--repo-image IMG]
 
 Builds vhost-blk-dkms, vhost-blk-modules-<kernel> for each --kernel (against
-/usr/src/linux-headers-<kernel>), adds the patched QEMU .debs found in --qemu-debs (default:
-packaging/out/qemu, the output of build_qemu.py, when it holds any), and writes the repository
+/usr/src/linux-headers-<kernel>), adds the patched QEMU .debs (--qemu-debs, default those
+cached for the current qemu-patches series: `build_qemu.py --x86-only` then
+`build_all.py --publish-qemu packaging/out/qemu ...` puts them there), and writes the repository
 (and, with --repo-image, its ext4 disk image for the test hypervisor).
 
 The result is cached in $VHOSTBLK_CACHE/packages/<key>, where the key hashes every input (module
@@ -57,7 +58,34 @@ def _run(script, *args):
     return res
 
 
+QEMU_SERIES = {"bookworm": "7.2", "trixie": "10.0"}
+
+
+def series_key(version):
+    """Hash of one qemu-patches series: QEMU packages built from another series are stale."""
+    h = hashlib.sha256()
+    for f in sorted((REPO / "qemu-patches" / version).iterdir()):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cached_qemu_dir(suite):
+    """$VHOSTBLK_CACHE/qemu-debs/<series>/<key>: where publish_qemu() keeps built QEMU packages."""
+    version = QEMU_SERIES.get(suite)
+    return CACHE / "qemu-debs" / version / series_key(version) if version else None
+
+
+def publish_qemu(src, suite):
+    """Keep the .debs build_qemu.py produced in the cache, keyed by the series they were built from."""
+    dest = cached_qemu_dir(suite)
+    dest.mkdir(parents=True, exist_ok=True)
+    for deb in Path(src).glob("*.deb"):
+        shutil.copy2(deb, dest / deb.name)
+    return dest
+
+
 def build(kernels, suite, qemu_dir, repo_image):
+    qemu_dir = qemu_dir or cached_qemu_dir(suite)
     qemu_debs = sorted(qemu_dir.glob("*.deb")) if qemu_dir and qemu_dir.is_dir() else []
     qemu_debs = [d for d in qemu_debs if "-dbgsym_" not in d.name]
     key = input_key(kernels, suite, qemu_debs)
@@ -103,9 +131,14 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kernel", action="append", required=True, help="kernel release to prebuild for (repeatable)")
     ap.add_argument("--suite", default="bookworm")
-    ap.add_argument("--qemu-debs", type=Path, default=HERE / "out" / "qemu", help="patched QEMU .debs to include")
+    ap.add_argument("--qemu-debs", type=Path,
+                    help="patched QEMU .debs to include (default: those cached for the current patch series)")
+    ap.add_argument("--publish-qemu", type=Path, metavar="DIR",
+                    help="first store the .debs build_qemu.py wrote to DIR in the cache for the current series")
     ap.add_argument("--repo-image", type=Path, help="copy the repository disk image here")
     args = ap.parse_args(argv)
+    if args.publish_qemu:
+        publish_qemu(args.publish_qemu, args.suite)
     print(json.dumps(build(args.kernel, args.suite, args.qemu_debs, args.repo_image), indent=2))
     return 0
 
