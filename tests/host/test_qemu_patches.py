@@ -56,26 +56,18 @@ def file_sections(text):
 
 
 def new_file_content(section):
-    """Content of a file created by a diff section (a single '@@ -0,0 +1,N @@' hunk)."""
+    """Content of a file created by a diff section (one '@@ -0,0 +1,N @@' hunk of N added lines)."""
     assert "\nnew file mode " in section, "section does not create a file"
-    hunks = section.split("\n@@ ")
-    assert len(hunks) == 2, "a created file must come in one hunk"
-    body = hunks[1].split("\n", 1)[1]
-    out = []
-    lines = body.split("\n")
-    for i, line in enumerate(lines):
-        if line.startswith("+"):
-            out.append(line[1:] + "\n")
-        elif line.startswith("\\ No newline at end of file"):
-            out[-1] = out[-1][:-1]
-        elif line == "-- " or line == "" or line.startswith("diff --git"):
-            # end of the hunk (signature, trailing newline)
-            if line == "" and i + 1 < len(lines) and lines[i + 1].startswith("+"):
-                raise AssertionError("blank line inside the hunk")
-            break
-        else:
-            raise AssertionError(f"unexpected line in a new-file hunk: {line!r}")
-    return "".join(out).encode()
+    m = re.search(r"^@@ -0,0 \+1(?:,(\d+))? @@.*\n", section, re.M)
+    assert m, "no new-file hunk header"
+    count = int(m.group(1) or 1)
+    lines = section[m.end():].split("\n")
+    added = lines[:count]
+    assert all(ln.startswith("+") for ln in added), "hunk shorter than its header says"
+    data = "".join(ln[1:] + "\n" for ln in added)
+    if count < len(lines) and lines[count].startswith("\\ No newline at end of file"):
+        data = data[:-1]
+    return data.encode()
 
 
 @pytest.fixture(params=sorted(VERSIONS))
