@@ -71,7 +71,7 @@ def test_chain_layout(mem):
 def test_indirect_layout(mem):
     vq = SplitQueue(mem, 8, indirect=True, indirect_max=4)
     head = vq.add([(0x1000, 16, False), (0x2000, 512, True), (0x3000, 1, True)], "tok")
-    addr, length, flags, _ = vq.read_desc(head)
+    addr, length, flags, _next = vq.read_desc(head)
     assert flags == V.DESC_F_INDIRECT and length == 48
     entries = [V.DESC.unpack(mem.read(addr + 16 * i, 16)) for i in range(3)]
     assert entries[0] == (0x1000, 16, V.DESC_F_NEXT, 1)
@@ -93,7 +93,7 @@ def test_queue_full_and_reuse(mem):
     for slot, h in enumerate(reversed(heads)):
         mem.write(vq.used + 4 + 8 * slot, struct.pack("<II", h, 1))
     mem.write(vq.used + 2, struct.pack("<H", 2))
-    assert [t for t, _ in vq.get_used()] == ["b", "a"]
+    assert [t for t, _len in vq.get_used()] == ["b", "a"]
     assert vq.num_free() == 4
 
 
@@ -110,7 +110,7 @@ def test_indices_wrap_around(mem):
         head = u16(mem, vq.avail + 4 + 2 * slot)
         mem.write(vq.used + 4 + 8 * slot, struct.pack("<II", head, 0))
         mem.write(vq.used + 2, struct.pack("<H", (65533 + i + 1) & 0xFFFF))
-        done += [t for t, _ in vq.get_used()]
+        done += [t for t, _len in vq.get_used()]
     assert done == list(range(10))
     assert vq.avail_idx == (65533 + 10) & 0xFFFF == 7
     assert u16(mem, vq.avail + 2) == 7

@@ -145,7 +145,7 @@ def fio_run(path, size, rw, qd, runtime):
            "--direct=1", f"--rw={rw}", f"--bs={BS}", f"--iodepth={qd}", "--numjobs=1",
            f"--size={size}", f"--runtime={runtime}", "--time_based", "--norandommap",
            "--randrepeat=0", "--output-format=json"]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=runtime + 120)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=runtime + 120, check=False)
     if p.returncode != 0:
         raise RuntimeError(f"fio failed: {p.stderr.strip()[-500:]}")
     doc = json.loads(p.stdout[p.stdout.index("{"):])

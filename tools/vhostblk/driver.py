@@ -92,7 +92,7 @@ class Session:
         indirect = bool(self.features & V.bit(V.F_INDIRECT_DESC))
         if not self.vqs:
             self._ring_mark = self.mem.mark()
-            for _ in range(self.nqueues):
+            for _q in range(self.nqueues):
                 self.vqs.append(SplitQueue(self.mem, self.qsize, event_idx, indirect,
                                            self.indirect_max))
             self._scratch_mark = self.mem.mark()

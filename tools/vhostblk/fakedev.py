@@ -50,7 +50,7 @@ class FakeVhostBlk:
         self.owner = False
         self.features = 0
         self.regions = []
-        self.vrings = [_Vring() for _ in range(max_queues)]
+        self.vrings = [_Vring() for _q in range(max_queues)]
         self.backend_fd = -1
         self.readonly = False
         self.capacity = 0

@@ -152,7 +152,7 @@ class Fuzzer:
                 break
         b.limit = vq.num
         if want_break or not cases:
-            for _ in range(8):
+            for _try in range(8):
                 gen = self.rnd.choice(self.breaking)
                 try:
                     cases.append(gen(b))
@@ -312,7 +312,7 @@ class Fuzzer:
     def describe_chain(s, vq, head, limit=24):
         """A compact text dump of a descriptor chain (for failure samples)."""
         out, i = [], head
-        for _ in range(limit):
+        for _try in range(limit):
             if i is None or i >= vq.num:
                 out.append(f"[head/next {i} out of ring]")
                 break

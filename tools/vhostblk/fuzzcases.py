@@ -9,7 +9,7 @@ element without a status byte written), ring-error (error eventfd).
 
 from . import virtio as V
 
-R, W, N, I = 0, V.DESC_F_WRITE, V.DESC_F_NEXT, V.DESC_F_INDIRECT
+R, W, N, IND = 0, V.DESC_F_WRITE, V.DESC_F_NEXT, V.DESC_F_INDIRECT
 SENTINEL = 0xEE
 ERRS = frozenset({"IOERR", "UNSUPP", "ring-error", "no-status"})
 BROKEN = frozenset({"ring-error", "IOERR", "no-status"})
@@ -96,7 +96,7 @@ class BatchBuilder:
     def maybe_indirect(self, parts):
         if self.indirect_ok and len(parts) > 1 and self.rnd.random() < 0.3:
             g, n = self.table(parts)
-            return self.chain([(g, n, I)])
+            return self.chain([(g, n, IND)])
         return self.chain(parts)
 
     # request helpers ----------------------------------------------------------
@@ -246,7 +246,7 @@ def dwz(b):
     nseg = b.rnd.choice((0, 1, 1, 2, 17, 100))
     segs = b"".join(V.DWZ_SEG.pack(b.rnd.choice((b.rnd.randrange(b.cap), b.cap, 2**63)),
                                    b.rnd.choice((1, 8, 0, 2**32 - 1)), b.rnd.choice((0, 1, 2)))
-                    for _ in range(nseg))
+                    for _seg in range(nseg))
     extra = b.rnd.choice((0, 0, 1, 15))
     g = b.mem.alloc(len(segs) + extra + 1, 8)
     b.mem.write(g, segs + bytes(extra))
@@ -266,7 +266,7 @@ def long_indirect(b):
     st = b.status()
     parts = [(b.hdr(V.T_IN, 0), 16, R)] + [(b.data(512), 512, W)] * k + [(st, 1, W)]
     g, n = b.table(parts)
-    return Case("long-indirect", b.chain([(g, n, I)]), ERRS | {"OK"}, st, breaking=True)
+    return Case("long-indirect", b.chain([(g, n, IND)]), ERRS | {"OK"}, st, breaking=True)
 
 
 NON_BREAKING = (
@@ -313,30 +313,30 @@ def bad_indirect(b):
     g, n = b.table(inner)
     v = b.rnd.randrange(8)
     if v == 0:
-        parts, kind = [(g, 0, I)], "indirect-len-0"
+        parts, kind = [(g, 0, IND)], "indirect-len-0"
     elif v == 1:
-        parts, kind = [(g, n - b.rnd.randint(1, 15), I)], "indirect-len-unaligned"
+        parts, kind = [(g, n - b.rnd.randint(1, 15), IND)], "indirect-len-unaligned"
     elif v == 2:
-        parts, kind = [(g, 2**32 - 16, I)], "indirect-len-huge"
+        parts, kind = [(g, 2**32 - 16, IND)], "indirect-len-huge"
     elif v == 3:
-        parts, kind = [(b.mem.size + 4096, 48, I)], "indirect-addr-outside"
+        parts, kind = [(b.mem.size + 4096, 48, IND)], "indirect-addr-outside"
     elif v == 4:
-        g2, n2 = b.table([(g, n, I)])
-        parts, kind = [(g2, n2, I)], "indirect-nested"
+        g2, n2 = b.table([(g, n, IND)])
+        parts, kind = [(g2, n2, IND)], "indirect-nested"
     elif v == 5:
-        parts, kind = [(g, n, I | N)], "indirect-with-next"
+        parts, kind = [(g, n, IND | N)], "indirect-with-next"
     elif v == 6:
         g3, n3 = b.table(inner, link=False)
         off = b.mem.off(g3)
         V.DESC.pack_into(b.mem.mm, off, inner[0][0], 16, N, 0)    # loop to itself
-        parts, kind = [(g3, n3, I)], "indirect-loop"
+        parts, kind = [(g3, n3, IND)], "indirect-loop"
     else:
-        g4, _ = b.table(inner)
+        g4, _len = b.table(inner)
         off = b.mem.off(g4)
         V.DESC.pack_into(b.mem.mm, off, inner[0][0], 16, N, 200)  # next beyond table
-        parts, kind = [(g4, 48, I)], "indirect-next-outside"
+        parts, kind = [(g4, 48, IND)], "indirect-next-outside"
     if kind == "indirect-with-next":
-        head = b.chain([(g, n, I), (b.data(16), 16, R)])
+        head = b.chain([(g, n, IND), (b.data(16), 16, R)])
     else:
         head = b.chain(parts)
     return Case(kind, head, BROKEN, st, breaking=True)

@@ -29,7 +29,7 @@ class KmsgWatch:
     def _dmesg():
         try:
             return subprocess.run(["dmesg"], capture_output=True, text=True,
-                                  timeout=30).stdout.splitlines()
+                                  timeout=30, check=False).stdout.splitlines()
         except (OSError, subprocess.SubprocessError):
             return None
 

@@ -7,7 +7,7 @@ import random
 
 from . import virtio as V
 from .backend import open_backend
-from .blkops import (dwz_req, read_data, read_req, run_many, simple_req, write_req)
+from .blkops import dwz_req, read_data, read_req, run_many, simple_req, write_req
 from .driver import RingError, Session, WaitTimeout
 
 BLK_BITS = (1 << 24) - 1          # device-specific feature bits: take all offered
@@ -64,7 +64,7 @@ class Selftest:
 
     # the run ------------------------------------------------------------------
     def run(self):
-        a, rep, args = self.abi, self.rep, self.args
+        rep, args = self.rep, self.args
         path = args.file or args.blockdev
         fd, size, isblk = open_backend(path, args.size if args.file else None, direct=args.direct)
         self.fd, self.cap = fd, size // V.SECTOR

@@ -3,9 +3,17 @@
 
 import struct
 
-from .virtio import (AVAIL_F_NO_INTERRUPT, DESC, DESC_F_INDIRECT, DESC_F_NEXT,
-                     DESC_F_WRITE, DESC_SIZE, USED_F_NO_NOTIFY, ring_sizes,
-                     vring_need_event)
+from .virtio import (
+    AVAIL_F_NO_INTERRUPT,
+    DESC,
+    DESC_F_INDIRECT,
+    DESC_F_NEXT,
+    DESC_F_WRITE,
+    DESC_SIZE,
+    USED_F_NO_NOTIFY,
+    ring_sizes,
+    vring_need_event,
+)
 
 _U16 = struct.Struct("<H")
 _USED_ELEM = struct.Struct("<II")
@@ -135,7 +143,7 @@ class SplitQueue:
         else:
             if len(bufs) > len(self.free):
                 raise QueueFull()
-            chain = [self.free.pop() for _ in bufs]
+            chain = [self.free.pop() for _buf in bufs]
             last = len(bufs) - 1
             for i, (addr, length, writable) in enumerate(bufs):
                 flags = (DESC_F_WRITE if writable else 0) | (DESC_F_NEXT if i < last else 0)
