@@ -86,8 +86,8 @@ def build(version: str) -> dict:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--qemu", default="7.2", choices=sorted(p.name for p in (REPO / "qemu-patches").iterdir()
-                                                              if p.is_dir()))
+    series = sorted(p.name for p in (REPO / "qemu-patches").iterdir() if p.is_dir())
+    ap.add_argument("--qemu", default="7.2", choices=series)
     args = ap.parse_args(argv)
     print(json.dumps(build(args.qemu), indent=2))
     return 0

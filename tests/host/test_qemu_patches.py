@@ -33,7 +33,7 @@ def read_series(version):
 
 def patch_header(text):
     """The part of a git-format-patch file before the '---' separating message and diff."""
-    head, sep, _ = text.partition("\n---\n")
+    head, sep, _diff = text.partition("\n---\n")
     assert sep, "no '---' line between the message and the diff"
     return head
 
@@ -131,7 +131,7 @@ def test_new_file_parser_rejects_a_changed_copy():
 
 
 def touched_paths(text):
-    return [path for path, _ in file_sections(text)]
+    return [path for path, _body in file_sections(text)]
 
 
 @pytest.mark.parametrize("ver", sorted(VERSIONS))

@@ -290,7 +290,7 @@ class FakeVhostBlk:
         if len(rd) < V.OUTHDR.size or wlen < 1:
             return 0                                  # no room for a status: drop it
         rtype, _prio, sector = V.OUTHDR.unpack_from(rd)
-        payload = rd[V.OUTHDR.size:]
+        payload = rd[int(V.OUTHDR.size):]
         din = wlen - 1
         st, data = V.S_OK, b""
         fd, cap = self.backend_fd, self.capacity

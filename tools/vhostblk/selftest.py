@@ -231,7 +231,7 @@ class Selftest:
                         None) if outside != data else None
             rep.check(f"[{mode}] backing store has q{q} data (pread)", outside == data,
                       f"{len(data)} bytes" + (f", first difference at byte {diff}"
-                                               if diff is not None else ""))
+                                              if diff is not None else ""))
         self.expected = expected
         s.reset_scratch()
 
