@@ -113,6 +113,8 @@ def build(kernels, suite, qemu_dir, repo_image):
         summary_file.write_text(json.dumps(summary, indent=2) + "\n")
         _prune(out)
     if repo_image:
+        repo_image = Path(os.path.abspath(repo_image))
+        repo_image.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(summary["image"], repo_image)
         summary["image"] = str(repo_image)
     return summary
