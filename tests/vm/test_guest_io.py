@@ -23,6 +23,9 @@ from vmharness.paths import REPO_ROOT, state_dir
 from vmharness.recipe import get_recipe
 
 QEMU_IN_L1 = "/usr/local/lib/vhostblk-fleet/qemu-system-x86_64"
+# Debian keeps QEMU's firmware in three places (its own build sets --firmwarepath to them).
+FIRMWARE = ["-L", "/usr/share/qemu", "-L", "/usr/share/seabios", "-L", "/usr/lib/ipxe/qemu"]
+FIRMWARE_ARGS = " ".join(FIRMWARE)
 MIB = 8
 
 PAYLOAD = f"""
@@ -66,7 +69,7 @@ def hv(tmp_path_factory):
                  "modprobe vhost_blk && modinfo -n vhost_blk", timeout=900)
         inst.run(f"mkdir -p {os.path.dirname(QEMU_IN_L1)}")
         inst.put([qemu["binary"]], QEMU_IN_L1)
-        devices = inst.run(f"{QEMU_IN_L1} -L /usr/share/qemu -device help").stdout
+        devices = inst.run(f"{QEMU_IN_L1} {FIRMWARE_ARGS} -device help").stdout
         assert "vhost-blk-pci" in devices, devices
         yield inst
     finally:
@@ -84,7 +87,7 @@ def _shas(console):
 def _run_guest(hv, backing, queues, name):
     initrd = l2.build_initramfs(hv, PAYLOAD, name=name)
     smp = min(queues, 2)
-    dev = [["-L", "/usr/share/qemu", "-smp", str(smp)],
+    dev = [[*FIRMWARE, "-smp", str(smp)],
            ["-device", f"vhost-blk-pci,drive={backing},num-queues={queues},queue-size=128"]]
     result = l2.run_l2(hv, initrd, dev, timeout=600, qemu=QEMU_IN_L1)
     assert result.rc == 0, result.console[-3000:]
@@ -117,7 +120,7 @@ def test_guest_io_block_device_backend(hv):
 def test_missing_module_is_a_clear_error(hv):
     hv.run("rmmod vhost_blk")
     try:
-        res = hv.run(f"truncate -s 1M /var/tmp/x.raw; {QEMU_IN_L1} -L /usr/share/qemu -machine q35 -nodefaults "
+        res = hv.run(f"truncate -s 1M /var/tmp/x.raw; {QEMU_IN_L1} {FIRMWARE_ARGS} -machine q35 -nodefaults "
                      "-display none -device vhost-blk-pci,drive=/var/tmp/x.raw -S -monitor none 2>&1 & "
                      "sleep 5; kill $! 2>/dev/null; wait", check=False)
         assert "is the vhost_blk module loaded" in res.stdout, res.stdout
