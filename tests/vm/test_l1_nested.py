@@ -6,6 +6,7 @@ import re
 from vmharness import l2
 
 PAYLOAD = """
+test -b /dev/vda || { echo "NO-DISK: /dev/vda is not a block device"; exit 1; }
 dd if=/dev/urandom of=/tmp/pat bs=1M count=4 2>/dev/null
 dd if=/tmp/pat of=/dev/vda bs=1M conv=fsync 2>/dev/null || exit 3
 blockdev --flushbufs /dev/vda

@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Build a busybox initramfs for an L2 guest, run inside L1 (harness l2.py and molecule use it).
 #   l2_initramfs.sh OUT.cpio.gz PAYLOAD.sh
-# The guest boots L1's own kernel, loads the virtio modules of that kernel, runs PAYLOAD.sh,
+# The guest boots L1's own kernel, loads the virtio modules of that kernel (-a: every name is a
+# module; without it modprobe takes virtio_blk for a parameter of virtio_pci), runs PAYLOAD.sh,
 # prints "VHOSTBLK-L2-DONE rc=<status>" on the console and powers off.
 set -eu
 out=$1
@@ -12,7 +13,7 @@ trap 'rm -rf "$d"' EXIT
 mkdir -p "$d/bin" "$d/proc" "$d/sys" "$d/dev" "$d/lib/mod" "$d/tmp" "$d/mnt"
 cp /bin/busybox "$d/bin/busybox"
 : > "$d/modules.order"
-for ko in $(modprobe --show-depends virtio_pci virtio_blk | awk '/^insmod/ {print $2}'); do
+for ko in $(modprobe --show-depends -a virtio_pci virtio_blk | awk '/^insmod/ {print $2}'); do
   name=$(basename "$ko")
   case "$name" in
     *.xz) xz -dc "$ko" > "$d/lib/mod/${name%.xz}"; name=${name%.xz} ;;

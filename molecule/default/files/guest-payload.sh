@@ -1,4 +1,5 @@
 # Runs inside the libvirt guest: its only disk, /dev/vda, is a vhost-blk-pci device.
+test -b /dev/vda || { echo "NO-DISK: /dev/vda is not a block device"; exit 1; }
 echo "QUEUES $(ls /sys/block/vda/mq | wc -l)"
 dd if=/dev/urandom of=/tmp/pat bs=1M count=8 2>/dev/null
 dd if=/tmp/pat of=/dev/vda bs=1M conv=fsync 2>/dev/null || exit 3

@@ -13,8 +13,6 @@ testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
     os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
 
 SERIAL = "/var/log/libvirt/qemu/guest1-serial.log"
-KNOWN_BUG = ("open bug (issue 4): data written by the guest through vhost-blk-pci reads back in the guest "
-             "but does not reach the backing file; see kmod-src/BUGS-e2e.md")
 RUN = {}
 
 
@@ -53,13 +51,5 @@ def test_libvirt_guest_io_through_vhost_blk(host):
     on_l1 = host.check_output("head -c 8M /var/lib/vhost-blk/guest1.raw | sha256sum | cut -d' ' -f1")
     RUN["shas"] = (guest, on_l1)
     print(f"guest wrote {guest}, read back {back}, backing file {on_l1}, {queues} queues")
-    assert guest == back
     assert queues == 2
-
-
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUG)
-def test_guest_data_on_the_backing_file(host):
-    if not _has_patched_qemu(host):
-        pytest.skip("the package repository carries no patched QEMU (packaging/build_qemu.py not run)")
-    guest, on_l1 = RUN["shas"]
-    assert guest == on_l1
+    assert guest == back == on_l1
