@@ -8,7 +8,9 @@ import time
 import pytest
 from vmharness.paths import REPO_ROOT
 
-SCENARIOS = ["default", "rollout"]
+# "rollout" (molecule/rollout) is written but has not had a verified run yet: run it with
+# `molecule test -s rollout` and add it here once it passes.
+SCENARIOS = ["default"]
 
 
 @pytest.mark.slow
