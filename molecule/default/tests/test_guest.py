@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""The libvirt guest defined by converge (vhost-blk disk added with vhostblk.fleet.disk) writes
-and reads its disk through vhost-blk; its data must be on the backing file byte for byte."""
+"""The patched QEMU from the repository, and the libvirt guest defined by converge whose
+vhost-blk disk was added with vhostblk.fleet.disk."""
 
 import os
 import re
