@@ -12,7 +12,6 @@ testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
     os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
 
 
-
 def _has_patched_qemu(host):
     return host.file("/mnt/vhostblk-repo/vhostblk-qemu.pref").exists
 
