@@ -1,9 +1,52 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Make tests/ importable (vmharness, devtools) however pytest is started."""
+"""Make tests/ importable (vmharness, devtools) however pytest is started; session fixtures for QEMU.
 
+``patched_qemu``: path of a qemu-system-x86_64 with vhost-blk-pci ($VHOSTBLK_QEMU_BIN, else
+packaging/build_qemu_minimal.py, called once per session).
+``debian_qemu_source``: a function "7.2"/"10.0" -> extracted Debian source tree with Debian's
+quilt series applied ($VHOSTBLK_QEMU_SRC_72 / $VHOSTBLK_QEMU_SRC_100, else fetched once into the
+cache). Both fail the test with the reason when there is none: no skip.
+"""
+
+import os
 import sys
 from pathlib import Path
+
+import pytest
 
 TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
+
+# qemu-patches/<version> -> environment variable naming a prepared Debian source tree
+QEMU_SRC_ENV = {"7.2": "VHOSTBLK_QEMU_SRC_72", "10.0": "VHOSTBLK_QEMU_SRC_100"}
+
+
+@pytest.fixture(scope="session")
+def patched_qemu():
+    from devtools.patched_qemu import patched_qemu as find
+
+    try:
+        return find()
+    except RuntimeError as exc:
+        pytest.fail(f"no patched QEMU: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def debian_qemu_source():
+    from devtools.qemu_sources import source_tree
+
+    trees = {}
+
+    def get(version):
+        if version not in trees:
+            override = os.environ.get(QEMU_SRC_ENV[version])
+            try:
+                trees[version] = Path(override) if override else source_tree(version)
+            except RuntimeError as exc:
+                trees[version] = exc
+        if isinstance(trees[version], RuntimeError):
+            pytest.fail(f"no Debian qemu source for {version}: {trees[version]}", pytrace=False)
+        return trees[version]
+
+    return get

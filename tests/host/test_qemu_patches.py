@@ -4,8 +4,11 @@
 - every series file lists existing git-format-patch files, and every patch is listed;
 - every patch carries DEP-3 fields (Description, Author, Forwarded: not-needed, Last-Update);
 - the vendored linux-headers/linux/vhost_blk.h is byte-for-byte the uapi header of kmod-src;
-- when a Debian source tree (Debian's quilt series applied) is given in VHOSTBLK_QEMU_SRC_72 /
-  VHOSTBLK_QEMU_SRC_100, the series applies to it in order without fuzz.
+- the series applies without fuzz, in order, to Debian's source tree with Debian's quilt series
+  applied (fixture debian_qemu_source: fetched once into the cache, or $VHOSTBLK_QEMU_SRC_72 /
+  $VHOSTBLK_QEMU_SRC_100);
+- the patched binary (fixture patched_qemu: packaging/build_qemu_minimal.py, or
+  $VHOSTBLK_QEMU_BIN) lists the device's properties and refuses bad configurations.
 """
 
 import datetime
@@ -21,8 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 PATCH_ROOT = REPO / "qemu-patches"
 UAPI = REPO / "kmod-src" / "include" / "uapi" / "linux" / "vhost_blk.h"
 VENDORED = "linux-headers/linux/vhost_blk.h"
-# version directory -> environment variable naming a prepared Debian source tree
-VERSIONS = {"7.2": "VHOSTBLK_QEMU_SRC_72", "10.0": "VHOSTBLK_QEMU_SRC_100"}
+VERSIONS = ("7.2", "10.0")
 DEP3_REQUIRED = ("Description", "Author", "Forwarded", "Last-Update")
 
 
@@ -135,15 +137,10 @@ def touched_paths(text):
 
 
 @pytest.mark.parametrize("ver", sorted(VERSIONS))
-def test_series_applies_to_debian_source(ver, tmp_path):
-    env = VERSIONS[ver]
-    src = os.environ.get(env)
-    if not src:
-        pytest.skip(f"{env} not set (path of a Debian qemu source tree with debian/patches applied)")
-    src = Path(src)
+def test_series_applies_to_debian_source(ver, tmp_path, debian_qemu_source):
+    src = debian_qemu_source(ver)
     assert (src / "debian" / "patches" / "series").is_file(), f"{src} is not a Debian qemu source tree"
-    if not shutil.which("patch"):
-        pytest.skip("patch(1) not installed")
+    assert shutil.which("patch"), "patch(1) not installed (./dev setup installs it)"
     # Copy only the files the series touches, then apply the series for real, in order.
     names = read_series(ver)
     for name in names:
@@ -185,14 +182,11 @@ def test_x86_only_profile_marks_only_foreign_packages():
         assert f"Package: {pkg}\nBuild-Profiles: <!pkg.vhostblk.x86only>\n" in stanzas[f"Package: {pkg}"]
 
 
-def test_x86_only_rules_edit_fits_debian_7_2_rules():
-    src = os.environ.get(VERSIONS["7.2"])
-    if not src:
-        pytest.skip("VHOSTBLK_QEMU_SRC_72 not set")
-    if not shutil.which("make") or not shutil.which("dh_listpackages"):
-        pytest.skip("make/debhelper not installed")
+def test_x86_only_rules_edit_fits_debian_7_2_rules(debian_qemu_source):
+    src = debian_qemu_source("7.2")
+    assert shutil.which("make") and shutil.which("dh_listpackages"), "make/debhelper not installed (./dev setup)"
     bq = _build_qemu()
-    rules = bq.rules_x86_only_7_2((Path(src) / "debian" / "rules").read_text())
+    rules = bq.rules_x86_only_7_2((src / "debian" / "rules").read_text())
     with pytest.raises(SystemExit):
         bq.rules_x86_only_7_2("no markers here\n")
     # evaluate the edited rules with the profile: only x86 targets, no xen build
@@ -210,19 +204,6 @@ def test_x86_only_rules_edit_fits_debian_7_2_rules():
     assert "xen" not in db.get("qemu-builds", "xen").split()
 
 
-def _patched_qemu():
-    """A qemu-system-x86_64 that knows vhost-blk-pci: $VHOSTBLK_QEMU_BIN, else the one on PATH."""
-    binary = os.environ.get("VHOSTBLK_QEMU_BIN") or shutil.which("qemu-system-x86_64")
-    if not binary:
-        pytest.skip("no qemu-system-x86_64")
-    res = subprocess.run([binary, "-device", "help"], capture_output=True, text=True, timeout=60, check=False)
-    if '"vhost-blk-pci"' not in res.stdout:
-        if os.environ.get("VHOSTBLK_QEMU_BIN"):
-            pytest.fail(f"{binary} does not list vhost-blk-pci")
-        pytest.skip(f"{binary} is not patched")
-    return binary
-
-
 def _realize(binary, device, tmp_path, pass_fds=()):
     cmd = [binary, "-machine", "q35", "-accel", "tcg", "-nodefaults", "-display", "none", "-S",
            "-device", device]
@@ -234,17 +215,15 @@ def _realize(binary, device, tmp_path, pass_fds=()):
                           cwd=tmp_path)
 
 
-def test_device_properties_listed():
-    binary = _patched_qemu()
-    res = subprocess.run([binary, "-device", "vhost-blk-pci,help"], capture_output=True, text=True, timeout=60,
+def test_device_properties_listed(patched_qemu):
+    res = subprocess.run([patched_qemu, "-device", "vhost-blk-pci,help"], capture_output=True, text=True, timeout=60,
                          check=False)
     for prop in ("drive=", "num-queues=", "queue-size=", "bootindex=", "read-only=", "serial=",
                  "cache-direct=", "vhostfd=", "logical-block-size="):
         assert prop in res.stdout, f"{prop} missing from:\n{res.stdout}"
 
 
-def test_device_refuses_bad_configurations(tmp_path):
-    binary = _patched_qemu()
+def test_device_refuses_bad_configurations(tmp_path, patched_qemu):
     raw = tmp_path / "disk.raw"
     raw.write_bytes(b"\0" * (1 << 20))
     qcow2 = tmp_path / "disk.qcow2"
@@ -262,16 +241,15 @@ def test_device_refuses_bad_configurations(tmp_path):
             "vhost-blk: cannot open /dev/vhost-blk: No such file or directory (is the vhost_blk module loaded?)"
         )
     for device, message in cases.items():
-        res = _realize(binary, device, tmp_path)
+        res = _realize(patched_qemu, device, tmp_path)
         assert res.returncode != 0 and message in res.stderr, f"{device}: rc={res.returncode}\n{res.stderr}"
 
 
-def test_device_rejects_a_vhostfd_that_is_not_vhost_blk(tmp_path):
-    binary = _patched_qemu()
+def test_device_rejects_a_vhostfd_that_is_not_vhost_blk(tmp_path, patched_qemu):
     raw = tmp_path / "disk.raw"
     raw.write_bytes(b"\0" * (1 << 20))
     with open("/dev/null", "rb") as null:
         fd = null.fileno()
-        res = _realize(binary, f"vhost-blk-pci,drive={raw},vhostfd={fd}", tmp_path, pass_fds=(fd,))
+        res = _realize(patched_qemu, f"vhost-blk-pci,drive={raw},vhostfd={fd}", tmp_path, pass_fds=(fd,))
     assert res.returncode != 0
     assert "VHOST_BLK_GET_INFO failed" in res.stderr, res.stderr

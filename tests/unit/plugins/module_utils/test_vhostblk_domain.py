@@ -307,29 +307,18 @@ def test_results_validate_against_libvirt_schema(tmp_path, name):
     assert validate(tmp_path, broken)[0] != 0
 
 
-# ---- the patched QEMU (when one is around) ----------------------------------
+# ---- the patched QEMU --------------------------------------------------------
 
-def _patched_qemu():
-    """A QEMU with vhost-blk-pci: $VHOSTBLK_QEMU, else qemu-system-x86_64 if it has the device."""
-    binary = os.environ.get('VHOSTBLK_QEMU') or shutil.which('qemu-system-x86_64')
-    if not binary or not os.access(binary, os.X_OK):
-        return None
-    proc = subprocess.run([binary, '-machine', 'none', '-device', 'help'], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=60, check=False)
-    return binary if 'name "vhost-blk-pci"' in proc.stdout else None
+def test_device_line_accepted_by_patched_qemu(tmp_path, patched_qemu):
+    """QEMU parses every property of the line; only opening /dev/vhost-blk may fail here.
 
-
-PATCHED_QEMU = _patched_qemu()
-
-
-@pytest.mark.skipif(PATCHED_QEMU is None, reason='no QEMU with vhost-blk-pci (set VHOSTBLK_QEMU)')
-def test_device_line_accepted_by_patched_qemu(tmp_path):
-    """QEMU parses every property of the line; only opening /dev/vhost-blk may fail here."""
+    patched_qemu (tests/conftest.py): $VHOSTBLK_QEMU_BIN, else packaging/build_qemu_minimal.py.
+    """
     image = tmp_path / 'a,b.img'
     image.write_bytes(b'\0' * 65536)
     line = format_device(spec(path=str(image), queues=2, queue_size=256, bootindex=1, readonly=True))
     firmware = [arg for d in ('/usr/share/qemu', '/usr/share/seabios') if os.path.isdir(d) for arg in ('-L', d)]
-    argv = [PATCHED_QEMU] + firmware + ['-machine', 'q35', '-accel', 'tcg', '-nodefaults', '-display', 'none',
+    argv = [patched_qemu] + firmware + ['-machine', 'q35', '-accel', 'tcg', '-nodefaults', '-display', 'none',
                                         '-S', '-device', line]
     try:
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
