@@ -10,6 +10,7 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/completion.h>
 #include <linux/kthread.h>
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
@@ -121,10 +122,46 @@ static void vblk_worker_pass(struct vblk_vq *vq)
 	mutex_unlock(&vq->mutex);
 }
 
+/* Handed to a new worker by vblk_worker_start(), which waits for @attached. */
+struct vblk_worker_boot {
+	struct vblk_vq *vq;
+	struct task_struct *owner;
+	struct completion attached;
+	int ret;
+};
+
+static void vblk_worker_wait_stop(void)
+{
+	for (;;) {
+		set_current_state(TASK_INTERRUPTIBLE);
+		if (kthread_should_stop())
+			break;
+		schedule();
+	}
+	__set_current_state(TASK_RUNNING);
+}
+
 static int vblk_worker_fn(void *data)
 {
-	struct vblk_vq *vq = data;
+	struct vblk_worker_boot *boot = data;
+	struct vblk_vq *vq = boot->vq;
 	struct mm_struct *mm = vq->dev->mm;
+	int ret;
+
+	/*
+	 * Join the owner's cgroups from here, as the worker: the move is then
+	 * done with the kthread's own credentials. Done from the owner's thread
+	 * instead, cpuset's can_attach asks whether the owner may change this
+	 * root kthread's scheduling, which an unprivileged QEMU (libvirt runs
+	 * it as libvirt-qemu, without CAP_SYS_NICE) may not: -EPERM.
+	 */
+	ret = cgroup_attach_task_all(boot->owner, current);
+	boot->ret = ret;
+	complete(&boot->attached);	/* @boot is gone after this */
+	if (ret) {
+		vblk_worker_wait_stop();
+		return ret;
+	}
 
 	kthread_use_mm(mm);
 	for (;;) {
@@ -150,20 +187,28 @@ static int vblk_worker_fn(void *data)
 /* Called from the owner's ioctl, dev->mutex held. */
 int vblk_worker_start(struct vblk_vq *vq)
 {
+	struct vblk_worker_boot boot = {
+		.vq = vq,
+		/* the VMM's main thread: its cgroups are the VM's (libvirt: emulator) */
+		.owner = current->group_leader,
+	};
 	struct task_struct *t;
-	int ret;
 
-	t = kthread_create(vblk_worker_fn, vq, "vhost-blk-%d.%u",
-			   current->pid, vq->index);
+	init_completion(&boot.attached);
+	t = kthread_create(vblk_worker_fn, &boot, "vhost-blk-%d.%u",
+			   current->tgid, vq->index);
 	if (IS_ERR(t))
 		return PTR_ERR(t);
-	ret = cgroup_attach_task_all(current, t);
-	if (ret) {
-		kthread_stop(t);
-		return ret;
-	}
 	vq->worker = t;
 	wake_up_process(t);
+	wait_for_completion(&boot.attached);
+	if (boot.ret) {
+		pr_warn_ratelimited("cannot join the cgroups of %s[%d]: %d\n",
+				    boot.owner->comm, boot.owner->pid, boot.ret);
+		vq->worker = NULL;
+		kthread_stop(t);
+		return boot.ret;
+	}
 	return 0;
 }
 

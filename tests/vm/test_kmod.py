@@ -69,6 +69,24 @@ def test_selftest_on_file(loaded, queues):
     _kernel_clean(loaded)
 
 
+def test_selftest_as_unprivileged_owner_in_a_cpuset_cgroup(loaded):
+    """How libvirt runs QEMU: as an unprivileged user (no CAP_SYS_NICE) in a cgroup with the
+    cpuset controller. The workers must still join the owner's cgroups (the module does the move
+    from the worker itself, not from the owner's ioctl, which cpuset would refuse with EPERM)."""
+    loaded.run("chmod 0666 /dev/vhost-blk && install -d -o nobody /var/tmp/unpriv")
+    try:
+        res = loaded.run(f"systemd-run --wait --pipe --quiet --uid=nobody --gid=nogroup -p AllowedCPUs=0 "
+                         f"-E PYTHONPATH={TOOLS} -E VHOST_BLK_UAPI_HEADER={TOOLS}/vhost_blk.h "
+                         "python3 -m vhostblk selftest --file /var/tmp/unpriv/st.img --size 16M --queues 2 --json",
+                         check=False, timeout=900)
+    finally:
+        loaded.run("chmod 0600 /dev/vhost-blk; rm -rf /var/tmp/unpriv", check=False)
+    print(res.stdout[-3000:], res.stderr[-2000:])
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:] + loaded.run("dmesg | tail -5").stdout
+    assert json.loads(res.stdout)["ok"] is True
+    _kernel_clean(loaded)
+
+
 def test_selftest_on_loop_block_device(loaded):
     dev = loaded.run("truncate -s 64M /var/tmp/loop.img && losetup -f --show --direct-io=on /var/tmp/loop.img"
                      ).stdout.strip()
