@@ -99,7 +99,8 @@ def cmd_demo(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    """Engine benchmark in a throwaway L1: /dev/vhost-blk vs fio, ratios printed side by side."""
+    """Benchmarks in a throwaway L1, ratios printed side by side: the engine (/dev/vhost-blk vs fio),
+    or with ``guest`` first, one L2 guest's vhost-blk-pci disk vs QEMU's virtio-blk-pci."""
     rc = cmd_setup([])
     if rc:
         return rc

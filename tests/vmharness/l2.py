@@ -60,9 +60,9 @@ def ensure_nested_kvm(l1) -> bool:
 
 
 def run_l2(l1, initrd: str, devices: list, accel: str = "", timeout: float = 300,
-           memory_mib: int = 512, qemu: str = "qemu-system-x86_64") -> L2Result:
+           memory_mib: int = 512, qemu: str = "qemu-system-x86_64", kvm_timeout: float = 120) -> L2Result:
     """Run one L2 guest to completion; returns its console. Falls back from KVM to TCG when the
-    KVM run hangs or ends without the payload's marker."""
+    KVM run hangs (longer than ``kvm_timeout``) or ends without the payload's marker."""
     accel = accel or os.environ.get("VHOSTBLK_L2_ACCEL", "tcg")
     if accel not in ("tcg", "kvm", "auto"):
         raise ValueError(f"VHOSTBLK_L2_ACCEL must be tcg, kvm or auto, not {accel!r}")
@@ -75,7 +75,7 @@ def run_l2(l1, initrd: str, devices: list, accel: str = "", timeout: float = 300
     for i, mode in enumerate(tries):
         cmd = " ".join(shlex.quote(c) if "$(" not in c else c
                        for c in qemu_l2_command(mode, initrd, devices, memory_mib, qemu))
-        per_try = timeout if mode == "tcg" else min(timeout, 120)
+        per_try = timeout if mode == "tcg" else min(timeout, kvm_timeout)
         res = l1.run(f"timeout -k 5 {int(per_try)} {cmd} 2>&1", check=False, timeout=per_try + 60)
         console = res.stdout
         rc = parse_rc(console)
