@@ -70,9 +70,9 @@ def test_selftest_on_file(loaded, queues):
 
 
 def test_selftest_as_unprivileged_owner_in_a_cpuset_cgroup(loaded):
-    """How libvirt runs QEMU: as an unprivileged user (no CAP_SYS_NICE) in a cgroup with the
-    cpuset controller. The workers must still join the owner's cgroups (the module does the move
-    from the worker itself, not from the owner's ioctl, which cpuset would refuse with EPERM)."""
+    """An owner without privileges (as libvirt runs QEMU: its own user, no capabilities) in a
+    cgroup with the cpuset controller: the queue workers join its cgroups and serve it. The full
+    libvirt case (threaded vcpu/emulator cgroups, AppArmor) is the molecule default scenario."""
     loaded.run("chmod 0666 /dev/vhost-blk && install -d -o nobody /var/tmp/unpriv")
     try:
         res = loaded.run(f"systemd-run --wait --pipe --quiet --uid=nobody --gid=nogroup -p AllowedCPUs=0 "
