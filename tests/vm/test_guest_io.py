@@ -81,7 +81,7 @@ def _run_guest(hv, tools, backing, queues, name):
            ["-device", f"vhost-blk-pci,drive={backing},num-queues={queues},queue-size=128,"
                        f"addr={pci_addr(DISK_SLOT)}"],
            tools.device_args()]
-    result = l2.run_l2(hv, initrd, dev, timeout=600, qemu=QEMU_IN_L1)
+    result = l2.run_l2(hv, initrd, dev, timeout=900, qemu=QEMU_IN_L1)
     assert result.rc == 0, result.console[-3000:]
     guest, back, seen_queues = _shas(result.console)
     assert seen_queues == queues, f"guest sees {seen_queues} queue(s), expected {queues}"

@@ -19,7 +19,8 @@ def fio_sh(label: str, options: dict) -> str:
         raise ValueError(f"fio label must be a plain word, not {label!r}")
     args = " ".join(_arg(k, v) for k, v in options.items())
     out, err = f"/tmp/fio-{label}.json", f"/tmp/fio-{label}.err"
-    return (f"fio --name={label} {args} --output-format=json --output={out} 2>{err}; rc=$?\n"
+    # --eta=never: no status line every second on the (slow, emulated) serial console
+    return (f"fio --name={label} {args} --eta=never --output-format=json --output={out} 2>{err}; rc=$?\n"
             f'echo "{BEGIN} {label} rc=$rc"; cat {out}; echo; echo "{END} {label}"\n'
             f'sed "s/^/{ERR} {label}: /" {err}\n')
 
