@@ -28,12 +28,12 @@ from vmharness.l2_tools import build_tools_disk, pci_addr
 from vmharness.qemu import default_accel
 
 DISKS = {"vhost-blk": 0x04, "virtio-blk": 0x05}
-POINTS = [("randread", 1), ("randread", 32), ("randwrite", 1), ("randwrite", 32)]
+POINTS = (("randread", 1), ("randread", 32), ("randwrite", 1), ("randwrite", 32))
 FILES = {"vhost-blk": "/var/lib/vhost-blk/bench-vhost.raw", "virtio-blk": "/var/lib/vhost-blk/bench-virtio.raw"}
 
 
 def parse_args(argv) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="./dev bench guest", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="./dev bench guest", description=__doc__.split("\n\n", maxsplit=1)[0])
     p.add_argument("--runtime", type=int, default=10, help="seconds per fio run (default 10)")
     p.add_argument("--ramp", type=int, default=2, help="ramp seconds per fio run (default 2)")
     p.add_argument("--size-mib", type=int, default=256, help="size of each backing file (default 256)")

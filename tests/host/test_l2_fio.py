@@ -47,7 +47,7 @@ def test_fio_sh_prints_a_block_the_parser_reads_back(tmp_path):
 
 
 def test_fio_exit_status_and_missing_json(tmp_path):
-    out, _ = _run_sh(tmp_path, l2_fio.fio_sh("bad", {"rw": "read"}), {"jobs": []}, rc=1)
+    out, _err = _run_sh(tmp_path, l2_fio.fio_sh("bad", {"rw": "read"}), {"jobs": []}, rc=1)
     runs = l2_fio.parse_runs(out)
     assert runs["bad"]["rc"] == 1
     with pytest.raises(ValueError, match="no JSON"):

@@ -7,7 +7,7 @@ from vmharness import l2
 
 def test_l2_command_tcg_and_kvm():
     tcg = l2.qemu_l2_command("tcg", "/x/i.cpio.gz", [["-device", "virtio-blk-pci,drive=d0"]])
-    assert tcg[tcg.index("-accel") + 1] == "tcg" and tcg[tcg.index("-cpu") + 1] == "max"
+    assert tcg[tcg.index("-accel") + 1] == "tcg,thread=single" and tcg[tcg.index("-cpu") + 1] == "max"
     assert tcg[-2:] == ["-device", "virtio-blk-pci,drive=d0"]
     assert "-no-reboot" in tcg and "panic=-1" in tcg[tcg.index("-append") + 1]
     kvm = l2.qemu_l2_command("kvm", "/x/i.cpio.gz", [])

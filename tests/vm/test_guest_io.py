@@ -3,11 +3,12 @@
 
 L1 gets the vhost-blk packages from the signed repository disk (prebuilt module for its kernel)
 and the patched QEMU (the x86_64 system emulator built from Debian's source with our series,
-packaging/build_qemu_minimal.py). Each case boots an L2 guest (TCG) whose only disk is a
-vhost-blk-pci device (and a read-only virtio-blk disk with fio, vmharness.l2_tools); the guest
-writes random data, flushes, drops its caches, reads it back and prints both checksums; L1 then
-checksums the backing file or block device. After the pattern the guest runs a short fio
-randwrite with crc32c verify; L1 replays it with verify_only on the backing.
+packaging/build_qemu_minimal.py). One L2 guest (TCG) gets two vhost-blk-pci disks, a
+regular file with four queues and a loop block device with one (and a read-only virtio-blk disk
+with fio, vmharness.l2_tools); on each disk the guest writes random data, flushes, drops its
+caches, reads it back and prints both checksums; L1 then checksums the backing file and the
+block device. After the patterns the guest runs a short fio randwrite with crc32c verify over
+both disks; L1 replays it with verify_only on the backings.
 """
 
 import os
@@ -19,17 +20,25 @@ from vmharness.l1_vhostblk import FIRMWARE, FIRMWARE_ARGS, QEMU_IN_L1, vhostblk_
 from vmharness.l2_tools import DISK_AT_SH, build_tools_disk, pci_addr
 
 MIB = 8
-DISK_SLOT = 0x04  # PCI slot of the vhost-blk disk in L2
-# fio's region starts after the sha256 pattern, so the byte-for-byte check stays valid.
-FIO = {"filename": "$DISK", "offset": "16M", "size": "2M", "rw": "randwrite", "bs": "4k", "iodepth": 16,
-       "ioengine": "libaio", "direct": 1, "verify": "crc32c", "verify_fatal": 1}
-FIO_BYTES = 2 << 20
+# Two vhost-blk disks in one guest (one L2 boot, one fio start: each costs minutes under nested
+# TCG): a regular file with four queues and a loop block device with one.
+DISKS = {"file-q4": {"slot": 0x04, "queues": 4}, "blockdev-q1": {"slot": 0x05, "queues": 1}}
+SMP = 4  # virtio_blk uses at most one virtqueue per guest CPU
+# fio's region starts after the sha256 pattern, so the byte-for-byte check stays valid; one job
+# over both disks (fio splits size between the files given as A:B, 2 MiB each).
+FIO = {"filename": "$DISK_file_q4:$DISK_blockdev_q1", "offset": "16M", "size": "4M", "rw": "randwrite",
+       "bs": "4k", "iodepth": 16, "ioengine": "libaio", "direct": 1, "verify": "crc32c", "verify_fatal": 1}
+FIO_BYTES = 4 << 20
 
-PAYLOAD = DISK_AT_SH + f"""
-DISK=$(disk_at {DISK_SLOT:02x})
-test -b "$DISK" || {{ echo "NO-DISK: no block device at PCI slot {DISK_SLOT:02x}"; exit 1; }}
+
+def _disk_sh(label, slot):
+    var = "DISK_" + label.replace("-", "_")
+    return f"""
+{var}=$(disk_at {slot:02x})
+DISK=${var}
+test -b "$DISK" || {{ echo "NO-DISK: no block device at PCI slot {slot:02x}"; exit 1; }}
 d=${{DISK#/dev/}}
-echo "QUEUES $(ls /sys/block/$d/mq | wc -l)"
+echo "QUEUES {label} $(ls /sys/block/$d/mq | wc -l)"
 dd if=/dev/urandom of=/tmp/pat bs=1M count={MIB} 2>/dev/null
 i=0
 while [ $i -lt {MIB} ]; do
@@ -40,12 +49,15 @@ wait
 sync
 blockdev --flushbufs $DISK
 echo 3 > /proc/sys/vm/drop_caches
-echo "GUEST-SHA $(sha256sum /tmp/pat | cut -d' ' -f1)"
-echo "READBACK-SHA $(dd if=$DISK bs=1M count={MIB} 2>/dev/null | sha256sum | cut -d' ' -f1)"
+echo "GUEST-SHA {label} $(sha256sum /tmp/pat | cut -d' ' -f1)"
+echo "READBACK-SHA {label} $(dd if=$DISK bs=1M count={MIB} 2>/dev/null | sha256sum | cut -d' ' -f1)"
 """
-FIO_CHECK = ('echo "PHASE fio-start $(cut -d" " -f1 /proc/uptime)"\nfio --version\n'
-             'echo "PHASE fio-version-done $(cut -d" " -f1 /proc/uptime)"\n' + l2_fio.fio_sh("verify", FIO)
-             + 'blockdev --flushbufs $DISK\necho "PHASE fio-done $(cut -d" " -f1 /proc/uptime)"\n')
+
+
+PAYLOAD = DISK_AT_SH + "".join(_disk_sh(label, d["slot"]) for label, d in DISKS.items())
+FIO_CHECK = ('echo "PHASE fio-start $(cut -d" " -f1 /proc/uptime)"\n' + l2_fio.fio_sh("verify", FIO)
+             + "".join(f"blockdev --flushbufs $DISK_{label.replace('-', '_')}\n" for label in DISKS)
+             + 'echo "PHASE fio-done $(cut -d" " -f1 /proc/uptime)"\n')
 TOOLS_DONE = 'echo "PHASE tools-ready $(cut -d" " -f1 /proc/uptime)"\n'
 
 
@@ -63,53 +75,67 @@ def tools(hv):
     return disk
 
 
+@pytest.fixture(scope="module")
+def guest(hv, tools):
+    """Boot the L2 guest once; its console and the backings of both disks in L1."""
+    backings = {"file-q4": "/var/lib/vhost-blk/file-q4.raw"}
+    hv.run(f"mkdir -p /var/lib/vhost-blk && rm -f {backings['file-q4']} && truncate -s 64M {backings['file-q4']}")
+    backings["blockdev-q1"] = hv.run("truncate -s 64M /var/lib/vhost-blk/loop.img && "
+                                     "losetup -f --show --direct-io=on /var/lib/vhost-blk/loop.img").stdout.strip()
+    try:
+        initrd = l2.build_initramfs(hv, tools.guest_setup() + TOOLS_DONE + PAYLOAD + FIO_CHECK, name="guest-io")
+        dev = [[*FIRMWARE, "-smp", str(SMP)], tools.device_args()]
+        for label, d in DISKS.items():
+            dev.append(["-device", f"vhost-blk-pci,drive={backings[label]},num-queues={d['queues']},"
+                                   f"queue-size=128,addr={pci_addr(d['slot'])}"])
+        result = l2.run_l2(hv, initrd, dev, timeout=1200, qemu=QEMU_IN_L1)
+        phases = dict(re.findall(r"PHASE (\S+) ([0-9.]+)", result.console))
+        print(f"L2 under {result.accel}; phases (guest uptime, s): {phases}")
+        assert result.rc == 0, result.console[-3000:]
+        yield result.console, backings
+    finally:
+        hv.run(f"losetup -d {backings['blockdev-q1']}", check=False)
+
+
 RESULTS = {}
 
 
-def _shas(console):
-    guest = re.search(r"GUEST-SHA ([0-9a-f]{64})", console)
-    back = re.search(r"READBACK-SHA ([0-9a-f]{64})", console)
-    queues = re.search(r"QUEUES (\d+)", console)
-    assert guest and back and queues, console[-3000:]
-    return guest.group(1), back.group(1), int(queues.group(1))
+def _value(console, key, label):
+    m = re.search(rf"^{key} {label} (\S+)", console, re.M)
+    assert m, f"no {key} for {label} on the console:\n{console[-3000:]}"
+    return m.group(1)
 
 
-def _run_guest(hv, tools, backing, queues, name):
-    initrd = l2.build_initramfs(hv, tools.guest_setup() + TOOLS_DONE + PAYLOAD + FIO_CHECK, name=name)
-    smp = queues  # virtio_blk uses at most one virtqueue per guest CPU
-    dev = [[*FIRMWARE, "-smp", str(smp)],
-           ["-device", f"vhost-blk-pci,drive={backing},num-queues={queues},queue-size=128,"
-                       f"addr={pci_addr(DISK_SLOT)}"],
-           tools.device_args()]
-    result = l2.run_l2(hv, initrd, dev, timeout=900, qemu=QEMU_IN_L1)
-    assert result.rc == 0, result.console[-3000:]
-    guest, back, seen_queues = _shas(result.console)
-    assert seen_queues == queues, f"guest sees {seen_queues} queue(s), expected {queues}"
-    on_l1 = hv.run(f"head -c {MIB}M {backing} | sha256sum | cut -d' ' -f1").stdout.strip()
-    RESULTS[name] = (guest, back, on_l1)
-    print(f"{name}: guest wrote {guest}, guest read back {back}, L1 backing has {on_l1}, "
-          f"guest sees {seen_queues} queue(s), L2 under {result.accel}")
-    assert guest == back == on_l1, "guest data, guest read-back and the backing in L1 must be identical"
-    _check_fio(hv, result.console, backing, name)
+@pytest.mark.parametrize("label", sorted(DISKS))
+def test_guest_io_byte_for_byte(hv, guest, label):
+    console, backings = guest
+    guest_sha, back_sha = _value(console, "GUEST-SHA", label), _value(console, "READBACK-SHA", label)
+    seen_queues = int(_value(console, "QUEUES", label))
+    on_l1 = hv.run(f"head -c {MIB}M {backings[label]} | sha256sum | cut -d' ' -f1").stdout.strip()
+    RESULTS[label] = (guest_sha, back_sha, on_l1)
+    print(f"{label} ({backings[label]}): guest wrote {guest_sha}, guest read back {back_sha}, "
+          f"L1 backing has {on_l1}, guest sees {seen_queues} queue(s)")
+    assert seen_queues == DISKS[label]["queues"], f"guest sees {seen_queues} queue(s)"
+    assert guest_sha == back_sha == on_l1, "guest data, guest read-back and the backing in L1 must be identical"
     dmesg = hv.run("dmesg").stdout
     assert not re.search(r"BUG:|WARNING:|Oops|general protection", dmesg), dmesg[-3000:]
 
 
-def _check_fio(hv, console, backing, name):
-    """fio's crc32c verify passed in the guest, and the same blocks verify on L1's backing."""
+def test_fio_crc32c_verify_in_guest_and_on_backing(hv, guest):
+    """fio's crc32c verify passed in the guest, and the same blocks verify on L1's backings."""
+    console, backings = guest
     runs = l2_fio.parse_runs(console)
     assert "verify" in runs, console[-3000:]
     problems = l2_fio.verify_problems(runs["verify"], FIO_BYTES)
     assert not problems, f"fio verify in the guest: {problems}"
     w = l2_fio.point(runs["verify"], "write")
-    phases = dict(re.findall(r"PHASE (\S+) ([0-9.]+)", console))
-    elapsed = l2_fio.job(runs["verify"]).get("elapsed")
-    print(f"{name}: fio randwrite 4k qd16 {FIO_BYTES >> 20} MiB + crc32c verify in the guest: "
-          f"{w['iops']:.0f} IOPS, clat {w['clat_us']:.0f} us; fio elapsed {elapsed} s; guest uptime at {phases}")
-    # fio replays the same job on L1 and checks each block's header and crc32c on the backing.
-    on_l1 = hv.run(l2_fio.fio_sh("verify", {**FIO, "filename": backing, "verify_only": 1}), timeout=300).stdout
+    print(f"fio randwrite 4k qd16 {FIO_BYTES >> 20} MiB over both disks + crc32c verify in the guest: "
+          f"{w['iops']:.0f} IOPS, clat {w['clat_us']:.0f} us")
+    # fio replays the same job on L1 and checks each block's header and crc32c on the backings.
+    files = ":".join(backings[label] for label in DISKS)
+    on_l1 = hv.run(l2_fio.fio_sh("verify", {**FIO, "filename": files, "verify_only": 1}), timeout=300).stdout
     problems = l2_fio.verify_problems(l2_fio.parse_runs(on_l1)["verify"], FIO_BYTES)
-    assert not problems, f"fio verify_only on the backing in L1: {problems}"
+    assert not problems, f"fio verify_only on the backings in L1: {problems}"
 
 
 def test_missing_module_is_a_clear_error(hv):
@@ -121,21 +147,6 @@ def test_missing_module_is_a_clear_error(hv):
         assert "is the vhost_blk module loaded" in res.stdout, res.stdout
     finally:
         hv.run("modprobe vhost_blk")
-
-
-def test_guest_io_file_backend(hv, tools, queues=4):
-    backing = f"/var/lib/vhost-blk/file-q{queues}.raw"
-    hv.run(f"mkdir -p /var/lib/vhost-blk && rm -f {backing} && truncate -s 64M {backing}")
-    _run_guest(hv, tools, backing, queues, f"file-q{queues}")
-
-
-def test_guest_io_block_device_backend(hv, tools):
-    loop = hv.run("truncate -s 64M /var/lib/vhost-blk/loop.img && "
-                  "losetup -f --show --direct-io=on /var/lib/vhost-blk/loop.img").stdout.strip()
-    try:
-        _run_guest(hv, tools, loop, 1, "blockdev-q1")
-    finally:
-        hv.run(f"losetup -d {loop}", check=False)
 
 
 def test_module_released_after_guests_exit(hv):
