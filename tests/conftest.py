@@ -50,3 +50,23 @@ def debian_qemu_source():
         return trees[version]
 
     return get
+
+
+_EVIDENCE = []
+
+
+@pytest.fixture(scope="session")
+def evidence():
+    """``evidence(line)``: a measured fact (checksums, timings, counts) printed in the run's
+    closing summary, so CI output shows what the passing tests saw, not only that they passed."""
+    def add(line: str) -> None:
+        _EVIDENCE.append(str(line))
+        print(line, flush=True)
+    return add
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _EVIDENCE:
+        terminalreporter.section("evidence (what the tests measured)")
+        for line in _EVIDENCE:
+            terminalreporter.write_line(line)

@@ -107,21 +107,21 @@ def _value(console, key, label):
 
 
 @pytest.mark.parametrize("label", sorted(DISKS))
-def test_guest_io_byte_for_byte(hv, guest, label):
+def test_guest_io_byte_for_byte(hv, guest, label, evidence):
     console, backings = guest
     guest_sha, back_sha = _value(console, "GUEST-SHA", label), _value(console, "READBACK-SHA", label)
     seen_queues = int(_value(console, "QUEUES", label))
     on_l1 = hv.run(f"head -c {MIB}M {backings[label]} | sha256sum | cut -d' ' -f1").stdout.strip()
     RESULTS[label] = (guest_sha, back_sha, on_l1)
-    print(f"{label} ({backings[label]}): guest wrote {guest_sha}, guest read back {back_sha}, "
-          f"L1 backing has {on_l1}, guest sees {seen_queues} queue(s)")
+    evidence(f"guest I/O {label} ({backings[label]}): guest wrote {guest_sha}, read back {back_sha}, "
+             f"L1 backing has {on_l1}; guest sees {seen_queues} queue(s)")
     assert seen_queues == DISKS[label]["queues"], f"guest sees {seen_queues} queue(s)"
     assert guest_sha == back_sha == on_l1, "guest data, guest read-back and the backing in L1 must be identical"
     dmesg = hv.run("dmesg").stdout
     assert not re.search(r"BUG:|WARNING:|Oops|general protection", dmesg), dmesg[-3000:]
 
 
-def test_fio_crc32c_verify_in_guest_and_on_backing(hv, guest):
+def test_fio_crc32c_verify_in_guest_and_on_backing(hv, guest, evidence):
     """fio's crc32c verify passed in the guest, and the same blocks verify on L1's backings."""
     console, backings = guest
     runs = l2_fio.parse_runs(console)
@@ -129,13 +129,14 @@ def test_fio_crc32c_verify_in_guest_and_on_backing(hv, guest):
     problems = l2_fio.verify_problems(runs["verify"], FIO_BYTES)
     assert not problems, f"fio verify in the guest: {problems}"
     w = l2_fio.point(runs["verify"], "write")
-    print(f"fio randwrite 4k qd16 {FIO_BYTES >> 20} MiB over both disks + crc32c verify in the guest: "
-          f"{w['iops']:.0f} IOPS, clat {w['clat_us']:.0f} us")
+    evidence(f"guest I/O fio: randwrite 4k qd16 {FIO_BYTES >> 20} MiB over both disks, crc32c verify passed in "
+             f"the guest ({w['iops']:.0f} IOPS, clat {w['clat_us']:.0f} us under nested TCG)")
     # fio replays the same job on L1 and checks each block's header and crc32c on the backings.
     files = ":".join(backings[label] for label in DISKS)
     on_l1 = hv.run(l2_fio.fio_sh("verify", {**FIO, "filename": files, "verify_only": 1}), timeout=300).stdout
     problems = l2_fio.verify_problems(l2_fio.parse_runs(on_l1)["verify"], FIO_BYTES)
     assert not problems, f"fio verify_only on the backings in L1: {problems}"
+    evidence(f"guest I/O fio: verify_only replay on the backings in L1 ({files}) passed")
 
 
 def test_missing_module_is_a_clear_error(hv):

@@ -2,6 +2,7 @@
 """Run the molecule scenarios end to end (create, converge, idempotence, verify, destroy)."""
 
 import os
+import re
 import subprocess
 import time
 
@@ -16,7 +17,7 @@ SCENARIOS = ["default", "rollout"]
 @pytest.mark.slow
 @pytest.mark.usefixtures("no_shared_l1")
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_molecule_scenario(scenario):
+def test_molecule_scenario(scenario, evidence):
     start = time.monotonic()
     env = dict(os.environ)
     env.setdefault("VHOSTBLK_OWNER_PID", str(os.getpid()))
@@ -28,3 +29,9 @@ def test_molecule_scenario(scenario):
     assert res.returncode == 0, f"molecule test -s {scenario} failed:\n{out[-8000:]}"
     if scenario == "default":
         assert "idempotence" in out
+    for line in re.findall(r"^(?:guest wrote|guest read|backing file) .*$", out, re.M):
+        evidence(f"molecule {scenario} libvirt guest: {line}")
+    summary = re.search(r'"vhostblk_rollout_summary": (\{.*?\n    \})', out, re.S)
+    if summary:
+        evidence(f"molecule {scenario} summary: {' '.join(summary.group(1).split())}")
+    evidence(f"molecule test -s {scenario}: passed in {time.monotonic() - start:.0f}s")
