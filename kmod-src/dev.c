@@ -41,6 +41,7 @@ struct vblk_dev *vblk_dev_alloc(void)
 		init_waitqueue_head(&vq->drain_wq);
 		INIT_LIST_HEAD(&vq->free_reqs);
 		vq->poll.vq = vq;
+		vq->busyloop_us = vblk_default_busyloop_us();
 	}
 	return dev;
 }

@@ -39,6 +39,11 @@ module_param_named(max_mem_regions, vblk_max_mem_regions, uint, 0444);
 MODULE_PARM_DESC(max_mem_regions,
 		 "Regions accepted by VHOST_SET_MEM_TABLE, 1-509 (default 64)");
 
+unsigned int vblk_busyloop_us;
+module_param_named(busyloop_us, vblk_busyloop_us, uint, 0644);
+MODULE_PARM_DESC(busyloop_us,
+		 "Microseconds a queue worker busy-polls for the next kick or completion before it sleeps, 0-10000 (default 0: never); initial value of VHOST_SET_VRING_BUSYLOOP_TIMEOUT, read at open()");
+
 struct workqueue_struct *vblk_wq;
 
 static int vblk_open(struct inode *inode, struct file *f)

@@ -47,6 +47,7 @@
 #define VBLK_IOV_SLACK		8	/* header, status, region splits */
 #define VBLK_MAX_DWZ_SEGS	16	/* discard / write-zeroes segments */
 #define VBLK_WEIGHT		256	/* requests per worker pass */
+#define VBLK_MAX_BUSYLOOP_US	10000	/* longest busy-poll window */
 #define VBLK_SECTOR_SHIFT	9
 #define VBLK_MAX_IO_BYTES	(1U << 30)
 
@@ -69,6 +70,7 @@ extern unsigned int vblk_max_queues;
 extern unsigned int vblk_max_inflight;
 extern unsigned int vblk_seg_max;
 extern unsigned int vblk_max_mem_regions;
+extern unsigned int vblk_busyloop_us;
 extern struct workqueue_struct *vblk_wq;
 
 /* Little-endian split ring layout (VIRTIO_F_VERSION_1 only). */
@@ -187,6 +189,7 @@ struct vblk_vq {
 	struct vblk_used __user *used;
 	u64 log_addr;
 	bool log_used;
+	unsigned int busyloop_us;	/* READ_ONCE: the worker reads it unlocked */
 
 	/* ring state (worker) */
 	u16 last_avail_idx;
@@ -242,6 +245,13 @@ struct vblk_dev {
 	unsigned int pool_max;
 	struct vblk_vq vqs[];
 };
+
+/* What a new or reset queue busy-polls for (module parameter, bounded). */
+static inline unsigned int vblk_default_busyloop_us(void)
+{
+	return min_t(unsigned int, READ_ONCE(vblk_busyloop_us),
+		     VBLK_MAX_BUSYLOOP_US);
+}
 
 static inline bool vblk_has(u64 features, unsigned int bit)
 {

@@ -45,6 +45,7 @@ void vblk_vq_cleanup(struct vblk_vq *vq)
 	vq->logged = false;
 	vq->added = 0;
 	vq->work = 0;
+	WRITE_ONCE(vq->busyloop_us, vblk_default_busyloop_us());
 	mutex_unlock(&vq->mutex);
 }
 
@@ -213,6 +214,8 @@ long vblk_vq_ioctl(struct vblk_dev *dev, unsigned int cmd, void __user *argp)
 	case VHOST_SET_VRING_KICK:
 	case VHOST_SET_VRING_CALL:
 	case VHOST_SET_VRING_ERR:
+	case VHOST_SET_VRING_BUSYLOOP_TIMEOUT:
+	case VHOST_GET_VRING_BUSYLOOP_TIMEOUT:
 		break;
 	default:
 		return -ENOTTY;
@@ -250,6 +253,18 @@ long vblk_vq_ioctl(struct vblk_dev *dev, unsigned int cmd, void __user *argp)
 		ret = vblk_set_vring_addr(vq, &a);
 		mutex_unlock(&vq->mutex);
 		return ret;
+	case VHOST_SET_VRING_BUSYLOOP_TIMEOUT:
+		/* microseconds; takes effect at the worker's next idle moment */
+		if (copy_from_user(&s, argp, sizeof(s)))
+			return -EFAULT;
+		if (s.num > VBLK_MAX_BUSYLOOP_US)
+			return -EINVAL;
+		WRITE_ONCE(vq->busyloop_us, s.num);
+		return 0;
+	case VHOST_GET_VRING_BUSYLOOP_TIMEOUT:
+		s.index = idx;
+		s.num = READ_ONCE(vq->busyloop_us);
+		return copy_to_user(argp, &s, sizeof(s)) ? -EFAULT : 0;
 	default:
 		if (copy_from_user(&f, argp, sizeof(f)))
 			return -EFAULT;

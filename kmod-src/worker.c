@@ -6,11 +6,16 @@
  * owner's memory) and joins the owner's cgroups (so the VM's io.max and cpu
  * limits apply). Each pass it reaps completed requests, takes new ones off
  * the avail ring in a batch (under a block plug), then publishes the used
- * ring and signals the guest once.
+ * ring and signals the guest once. With a busy-loop timeout set
+ * (VHOST_SET_VRING_BUSYLOOP_TIMEOUT, or the busyloop_us parameter) an idle
+ * worker first spins that long for the next kick or completion: no sleep and
+ * wake-up between a completion and the guest's next request (vhost-net's
+ * busyloop, for the same reason: latency at low queue depth, paid in CPU).
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/completion.h>
+#include <linux/sched/clock.h>
 #include <linux/kthread.h>
 #include <linux/sched.h>
 #include <linux/sched/mm.h>
@@ -110,6 +115,37 @@ static void vblk_worker_handle_kick(struct vblk_vq *vq)
 	blk_finish_plug(&plug);
 }
 
+static bool vblk_worker_has_work(struct vblk_vq *vq)
+{
+	return test_bit(VBLK_WORK_KICK, &vq->work) || !llist_empty(&vq->done);
+}
+
+/*
+ * Spin for up to the queue's busy-loop timeout until a kick or a completion
+ * arrives; give up early when someone else needs the CPU or we must stop.
+ * Kicks and completions set their bit or list entry before they wake us, so
+ * nothing is missed while we spin as TASK_RUNNING.
+ */
+static bool vblk_worker_busypoll(struct vblk_vq *vq)
+{
+	unsigned int us = READ_ONCE(vq->busyloop_us);
+	bool found = false;
+	u64 end;
+
+	if (!us)
+		return false;
+	preempt_disable();
+	end = local_clock() + (u64)us * NSEC_PER_USEC;
+	while (!need_resched() && !kthread_should_stop()) {
+		found = vblk_worker_has_work(vq);
+		if (found || local_clock() >= end)
+			break;
+		cpu_relax();
+	}
+	preempt_enable();
+	return found;
+}
+
 static void vblk_worker_pass(struct vblk_vq *vq)
 {
 	mutex_lock(&vq->mutex);
@@ -146,6 +182,7 @@ static int vblk_worker_fn(void *data)
 	struct vblk_worker_boot *boot = data;
 	struct vblk_vq *vq = boot->vq;
 	struct mm_struct *mm = vq->dev->mm;
+	bool polled = false;
 	int ret;
 
 	/*
@@ -170,13 +207,21 @@ static int vblk_worker_fn(void *data)
 			__set_current_state(TASK_RUNNING);
 			break;
 		}
-		if (!test_bit(VBLK_WORK_KICK, &vq->work) &&
-		    llist_empty(&vq->done)) {
+		if (!vblk_worker_has_work(vq)) {
+			if (!polled) {
+				/* once per idle period, then sleep */
+				__set_current_state(TASK_RUNNING);
+				polled = true;
+				vblk_worker_busypoll(vq);
+				continue;
+			}
 			schedule();
+			polled = false;
 			continue;
 		}
 		__set_current_state(TASK_RUNNING);
 		vblk_worker_pass(vq);
+		polled = false;
 		cond_resched();
 	}
 	/* Nothing is in flight here: release drained the queue first. */

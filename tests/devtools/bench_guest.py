@@ -32,6 +32,13 @@ POINTS = (("randread", 1), ("randread", 32), ("randwrite", 1), ("randwrite", 32)
 FILES = {"vhost-blk": "/var/lib/vhost-blk/bench-vhost.raw", "virtio-blk": "/var/lib/vhost-blk/bench-virtio.raw"}
 
 
+def _busyloop(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 10000:
+        raise argparse.ArgumentTypeError(f"{value} is not in 0-10000")
+    return value
+
+
 def parse_args(argv) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="./dev bench guest", description=__doc__.split("\n\n", maxsplit=1)[0])
     p.add_argument("--runtime", type=int, default=10, help="seconds per fio run (default 10)")
@@ -39,6 +46,9 @@ def parse_args(argv) -> argparse.Namespace:
     p.add_argument("--size-mib", type=int, default=256, help="size of each backing file (default 256)")
     p.add_argument("--engine", default="libaio", choices=["libaio", "io_uring"], help="fio engine in the guest")
     p.add_argument("--aio", default="io_uring", choices=["io_uring", "native"], help="QEMU virtio-blk aio=")
+    p.add_argument("--busyloop-us", type=_busyloop, default=0, metavar="0-10000",
+                   help="vhost-blk queue workers busy-poll this long before sleeping (module parameter "
+                        "busyloop_us in L1; default 0)")
     p.add_argument("--json", action="store_true", help="print JSON instead of the table")
     return p.parse_args(argv)
 
@@ -124,6 +134,7 @@ def run(argv) -> int:
         files = " ".join(FILES.values())
         inst.run(f"mkdir -p /var/lib/vhost-blk && for f in {files}; do dd if=/dev/zero of=$f bs=1M "
                  f"count={args.size_mib} oflag=direct conv=fsync status=none; done", timeout=1200)
+        inst.run(f"echo {args.busyloop_us} > /sys/module/vhost_blk/parameters/busyloop_us")
         initrd = l2.build_initramfs(inst, payload(tools, args), name="bench-guest")
         budget = len(plan()) * (args.runtime + args.ramp) * 4 + 1500
         log(f"L2 guest running {len(plan())} fio runs of {args.runtime}+{args.ramp} s")
@@ -141,7 +152,8 @@ def run(argv) -> int:
     config = {"l1_accel": default_accel(), "l2_accel": res.accel, "l2_fell_back_to_tcg": res.fell_back,
               "bs": "4k", "guest_engine": args.engine, "direct": 1, "runtime_s": args.runtime,
               "ramp_s": args.ramp, "size_mib": args.size_mib,
-              "vhost_blk": "vhost-blk-pci num-queues=1 queue-size=128 cache-direct=on",
+              "vhost_blk": f"vhost-blk-pci num-queues=1 queue-size=128 cache-direct=on, "
+                           f"module busyloop_us={args.busyloop_us}",
               "virtio_blk": f"virtio-blk-pci iothread num-queues=1 queue-size=128, aio={args.aio} cache.direct=on",
               "l2_seconds": round(l2_secs), "total_seconds": round(time.monotonic() - start)}
     if args.json:

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """``./dev bench guest`` without a VM: run plan, QEMU arguments, the table and its BEHIND marks."""
 
+import pytest
 from devtools import bench_guest
 from vmharness.l2_tools import ToolsDisk
 
@@ -69,3 +70,11 @@ def test_slower_latency_alone_counts_as_behind():
         runs[bench_guest.label("vhost-blk", rw, qd)] = _run(1000.0, 1100.0, d)
         runs[bench_guest.label("virtio-blk", rw, qd)] = _run(1000.0, 1000.0, d)
     assert all(r["behind"] for r in bench_guest.collect(runs))
+
+
+def test_busyloop_option_is_bounded():
+    assert bench_guest.parse_args([]).busyloop_us == 0
+    assert bench_guest.parse_args(["--busyloop-us", "50"]).busyloop_us == 50
+    for bad in ("-1", "10001", "x"):
+        with pytest.raises(SystemExit):
+            bench_guest.parse_args(["--busyloop-us", bad])

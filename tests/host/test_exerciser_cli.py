@@ -157,6 +157,47 @@ def test_bench_without_fio_exits_2(tmp_path, monkeypatch):
     assert "fio" in (r.stdout + r.stderr)
 
 
+def test_selftest_sets_and_checks_the_busyloop_timeout(tmp_path):
+    rc, doc = run_selftest(tmp_path, FakeVhostBlk, "--queues", "2", "--busyloop-us", "50")
+    assert rc == 0, failed_names(doc)
+    names = {c["name"]: c for c in doc["checks"]}
+    assert names["VHOST_SET/GET_VRING_BUSYLOOP_TIMEOUT"]["ok"]
+    assert names["busy-loop timeout above 10000 us refused"]["ok"]
+    assert names["[plain] busy-loop timeout on every queue"]["detail"] == "[50, 50] us"
+
+
+class AcceptsAnyBusyloop(FakeVhostBlk):
+    MAX_BUSYLOOP_US = 1 << 40
+
+
+def test_selftest_catches_an_unbounded_busyloop_timeout(tmp_path):
+    rc, doc = run_selftest(tmp_path, AcceptsAnyBusyloop)
+    assert rc != 0
+    assert failed_names(doc) == ["busy-loop timeout above 10000 us refused"]
+
+
+def _bench(tmp_path, *extra):
+    env = dict(os.environ, PYTHONPATH=str(REPO / "tools"))
+    return subprocess.run([sys.executable, "-m", "vhostblk", "bench", "--fake", "--no-fio", "--json",
+                           "--file", str(tmp_path / "b.img"), "--size", "4M", "--runtime", "0.3",
+                           "--qd", "2", "--rw", "randwrite", *extra],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_bench_measures_one_row_per_busyloop_timeout(tmp_path):
+    r = _bench(tmp_path, "--busyloop-us", "0,50")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)["rows"]
+    assert [(x["busyloop_us"], x["qd"]) for x in rows] == [(0, 2), (50, 2)]
+    assert all(x["vhost"]["ios"] > 0 and x["vhost"]["errors"] == 0 for x in rows)
+
+
+@pytest.mark.parametrize("bad", ["-1", "10001", "x"])
+def test_bench_refuses_bad_busyloop_values(tmp_path, bad):
+    r = _bench(tmp_path, f"--busyloop-us={bad}")
+    assert r.returncode == 2 and "--busyloop-us" in r.stderr
+
+
 @pytest.mark.parametrize("text,val", [("64M", 64 << 20), ("1G", 1 << 30), ("4096", 4096),
                                       ("512k", 512 << 10)])
 def test_parse_size(text, val):

@@ -69,6 +69,55 @@ def test_selftest_on_file(loaded, queues):
     _kernel_clean(loaded)
 
 
+def test_selftest_with_busy_polling_workers(loaded):
+    """Workers that busy-poll (VHOST_SET_VRING_BUSYLOOP_TIMEOUT) serve every request type the
+    same, with asynchronous (O_DIRECT) completions arriving while they spin."""
+    loaded.run("rm -f /var/tmp/st.img")
+    report = _selftest(loaded, "--file /var/tmp/st.img --size 32M --queues 2 --direct --busyloop-us 200")
+    loaded.run("rm -f /var/tmp/st.img")
+    checks = {c["name"]: c["ok"] for c in report["checks"]}
+    assert checks["[plain] busy-loop timeout on every queue"] is True
+    _kernel_clean(loaded)
+
+
+IDLE_SPIN = """
+import os, sys, time
+sys.path.insert(0, "%s")
+from vhostblk import abi, virtio as V
+from vhostblk.backend import open_backend
+from vhostblk.blkops import write_req
+from vhostblk.device import VhostBlkDevice
+from vhostblk.driver import Session
+a = abi.load(None)
+fd, size, _ = open_backend("/var/tmp/idle.img", 16 << 20, direct=True)
+s = Session(lambda: VhostBlkDevice(None, a), 16 << 20, 1, 128, want=V.bit(V.F_EVENT_IDX),
+            backend=(fd, 0), busyloop_us=10000)
+s.start()
+s.run(0, [write_req(s, 0, bytes(4096))])
+def cpu_ticks():
+    pid = [p for p in os.listdir("/proc") if p.isdigit() and
+           open(f"/proc/{p}/comm").read().startswith(f"vhost-blk-{os.getpid()}.")][0]
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(f[11]) + int(f[12])
+time.sleep(0.5)
+before = cpu_ticks()
+time.sleep(3)
+print("idle-ticks", cpu_ticks() - before, os.sysconf("SC_CLK_TCK"))
+s.close()
+"""
+
+
+def test_busy_polling_worker_sleeps_when_idle(loaded):
+    """A 10 ms busy-loop timeout spins once per idle period, then the worker sleeps: an idle
+    queue must not burn a CPU."""
+    loaded.run(f"cat > /tmp/idle.py <<'EOF'\n{IDLE_SPIN % TOOLS}\nEOF")
+    out = loaded.run(f"VHOST_BLK_UAPI_HEADER={TOOLS}/vhost_blk.h python3 /tmp/idle.py; rm -f /var/tmp/idle.img",
+                     timeout=300).stdout
+    ticks, hz = (int(x) for x in out.split("idle-ticks", 1)[1].split())
+    assert ticks <= hz // 10, f"an idle worker used {ticks / hz:.2f}s of CPU in 3s"
+    _kernel_clean(loaded)
+
+
 def test_selftest_as_unprivileged_owner_in_a_cpuset_cgroup(loaded):
     """An owner without privileges (as libvirt runs QEMU: its own user, no capabilities) in a
     cgroup with the cpuset controller: the queue workers join its cgroups and serve it. The full

@@ -72,6 +72,9 @@ STD_IOCTLS = {
     "VHOST_SET_VRING_KICK": _IOW(VHOST_VIRTIO, 0x20, _SZ["vhost_vring_file"]),
     "VHOST_SET_VRING_CALL": _IOW(VHOST_VIRTIO, 0x21, _SZ["vhost_vring_file"]),
     "VHOST_SET_VRING_ERR": _IOW(VHOST_VIRTIO, 0x22, _SZ["vhost_vring_file"]),
+    # both _IOW in <linux/vhost.h>, GET included (fixed ABI since Linux 4.6)
+    "VHOST_SET_VRING_BUSYLOOP_TIMEOUT": _IOW(VHOST_VIRTIO, 0x23, _SZ["vhost_vring_state"]),
+    "VHOST_GET_VRING_BUSYLOOP_TIMEOUT": _IOW(VHOST_VIRTIO, 0x24, _SZ["vhost_vring_state"]),
     "VHOST_SET_BACKEND_FEATURES": _IOW(VHOST_VIRTIO, 0x25, 8),
     "VHOST_GET_BACKEND_FEATURES": _IOR(VHOST_VIRTIO, 0x26, 8),
 }

@@ -31,8 +31,9 @@ def _pow2_at_least(n):
 class VhostRun:
     """Closed-loop 4k random I/O at a fixed queue depth on one virtqueue."""
 
-    def __init__(self, open_device, fd, size, rw, qd, runtime, timeout, seed):
+    def __init__(self, open_device, fd, size, rw, qd, runtime, timeout, seed, busyloop_us=0):
         self.open_device, self.fd, self.size = open_device, fd, size
+        self.busyloop_us = busyloop_us
         self.rw, self.qd, self.runtime, self.timeout = rw, qd, runtime, timeout
         self.rnd = random.Random(seed)
 
@@ -40,7 +41,8 @@ class VhostRun:
         qd = self.qd
         qsize = min(1024, _pow2_at_least(3 * qd))
         s = Session(self.open_device, (qd * (BS + 64) + (1 << 20) + 64 * qsize) + (4 << 20),
-                    1, qsize, want=V.bit(V.F_EVENT_IDX), backend=(self.fd, 0))
+                    1, qsize, want=V.bit(V.F_EVENT_IDX), backend=(self.fd, 0),
+                    busyloop_us=self.busyloop_us)
         try:
             s.start()
             return self._loop(s)
@@ -169,8 +171,12 @@ class Bench:
         try:
             qds = [int(x) for x in args.qd.split(",") if x.strip()]
             rws = [x.strip() for x in args.rw.split(",") if x.strip()]
+            polls = [int(x) for x in args.busyloop_us.split(",") if x.strip()]
         except ValueError:
-            print("bench: --qd takes integers, e.g. 1,32", file=sys.stderr)
+            print("bench: --qd and --busyloop-us take integers, e.g. 1,32", file=sys.stderr)
+            return 2
+        if not polls or any(p < 0 or p > 10000 for p in polls):
+            print("bench: --busyloop-us values must be 0-10000", file=sys.stderr)
             return 2
         if any(rw not in ("randread", "randwrite") for rw in rws) or not qds or \
                 any(q < 1 or q > 300 for q in qds):
@@ -190,7 +196,7 @@ class Bench:
             try:
                 for rw in rws:
                     for qd in qds:
-                        rows.append(self._one(fd, size, path, rw, qd, use_fio))
+                        rows.extend(self._point(fd, size, path, rw, qd, use_fio, polls))
             finally:
                 os.close(fd)
         finally:
@@ -212,28 +218,36 @@ class Bench:
             f.flush()
             os.fsync(f.fileno())
 
-    def _one(self, fd, size, path, rw, qd, use_fio):
+    def _point(self, fd, size, path, rw, qd, use_fio, polls):
+        """One row per busy-loop timeout, all against the same fio run."""
         a = self.args
-        row = {"rw": rw, "qd": qd}
-        try:
-            row["vhost"] = VhostRun(self.open_device, fd, size, rw, qd, a.runtime, a.timeout,
-                                    a.seed).run()
-        except (OSError, RingError, TimeoutError) as e:
-            row["vhost"] = {"error": str(e)}
-            row["ok"] = False
+        rows = []
+        for poll in polls:
+            row = {"rw": rw, "qd": qd, "busyloop_us": poll}
+            try:
+                row["vhost"] = VhostRun(self.open_device, fd, size, rw, qd, a.runtime, a.timeout,
+                                        a.seed, poll).run()
+            except (OSError, RingError, TimeoutError) as e:
+                row["vhost"] = {"error": str(e)}
+                row["ok"] = False
+            if row["vhost"].get("errors"):
+                row["ok"] = False
+            rows.append(row)
         if use_fio:
             try:
-                row["fio"] = fio_run(path, size, rw, qd, a.runtime)
+                fio = fio_run(path, size, rw, qd, a.runtime)
             except (RuntimeError, subprocess.SubprocessError, ValueError, KeyError) as e:
-                row["fio"] = {"error": str(e)}
-                row["ok"] = False
-        v, f = row.get("vhost", {}), row.get("fio", {})
-        if "iops" in v and "iops" in f and f["iops"]:
-            row["ratio_iops"] = v["iops"] / f["iops"]
-            row["ratio_lat"] = v["lat_us"] / f["lat_us"] if f["lat_us"] else None
-        if v.get("errors"):
-            row["ok"] = False
-        return row
+                fio = {"error": str(e)}
+            for row in rows:
+                row["fio"] = fio
+                if "error" in fio:
+                    row["ok"] = False
+        for row in rows:
+            v, f = row.get("vhost", {}), row.get("fio", {})
+            if "iops" in v and "iops" in f and f["iops"]:
+                row["ratio_iops"] = v["iops"] / f["iops"]
+                row["ratio_lat"] = v["lat_us"] / f["lat_us"] if f["lat_us"] else None
+        return rows
 
     def _print(self, rows):
         if self.args.json:
@@ -250,12 +264,12 @@ class Bench:
             return f"{d['iops']:10.0f} {d['lat_us']:9.1f}"
         print(f"4k random I/O, {self.args.runtime:g}s per run; latency = mean completion "
               f"latency in microseconds")
-        print(f"{'workload':10} {'qd':>4} | {'vhost IOPS':>10} {'lat us':>9} | "
+        print(f"{'workload':10} {'qd':>4} {'poll us':>7} | {'vhost IOPS':>10} {'lat us':>9} | "
               f"{'fio IOPS':>10} {'lat us':>9} | {'IOPS ratio':>10} {'lat ratio':>9}")
         for r in rows:
             ratio = f"{r['ratio_iops']:10.2f}" if "ratio_iops" in r else f"{'-':>10}"
             lr = f"{r['ratio_lat']:9.2f}" if r.get("ratio_lat") else f"{'-':>9}"
-            print(f"{r['rw']:10} {r['qd']:>4} | {cell(r.get('vhost', {}))} | "
+            print(f"{r['rw']:10} {r['qd']:>4} {r['busyloop_us']:>7} | {cell(r.get('vhost', {}))} | "
                   f"{cell(r.get('fio', {}))} | {ratio} {lr}")
             for side in ("vhost", "fio"):
                 if "error" in r.get(side, {}):

@@ -53,6 +53,9 @@ def build_parser():
     st.add_argument("--mem", type=int, default=64, help="guest RAM in MiB (default 64)")
     st.add_argument("--direct", action="store_true",
                     help="open the backend with O_DIRECT (asynchronous I/O in the module)")
+    st.add_argument("--busyloop-us", type=int, default=None,
+                    help="VHOST_SET_VRING_BUSYLOOP_TIMEOUT for every queue, 0-10000 "
+                         "(default: the module's busyloop_us)")
     _common(st)
 
     fz = sub.add_parser("fuzz", help="feed malformed descriptor chains and requests",
@@ -92,6 +95,9 @@ def build_parser():
     be.add_argument("--runtime", type=float, default=10.0, help="seconds per run (default 10)")
     be.add_argument("--rw", default="randread,randwrite",
                     help="workloads (default randread,randwrite)")
+    be.add_argument("--busyloop-us", default="0",
+                    help="busy-loop timeouts of the queue worker to measure, comma separated, "
+                         "0-10000 (default 0: sleep between kicks); one vhost-blk row each")
     be.add_argument("--no-fio", action="store_true", help="only measure vhost-blk")
     _common(be)
     return ap

@@ -90,6 +90,13 @@ class VhostBlkDevice:
     def set_vring_err(self, index, fd):
         self._vring_file("VHOST_SET_VRING_ERR", index, fd)
 
+    def set_vring_busyloop_timeout(self, index, usecs):
+        self._ioctl("VHOST_SET_VRING_BUSYLOOP_TIMEOUT", struct.pack("<II", index, usecs))
+
+    def get_vring_busyloop_timeout(self, index):
+        out = self._ioctl("VHOST_GET_VRING_BUSYLOOP_TIMEOUT", struct.pack("<II", index, 0), True)
+        return struct.unpack("<II", out)[1]
+
     # vhost-blk -----------------------------------------------------------
     def set_backend(self, fd, flags=0):
         s = self.abi.struct("vhost_blk_backend")

@@ -56,7 +56,8 @@ class Session:
     """Owns one device fd, guest memory, the queues and their eventfds."""
 
     def __init__(self, open_device, mem_size=64 << 20, queues=1, qsize=128,
-                 want=0, indirect_max=32, log=None, backend=None, backend_early=True):
+                 want=0, indirect_max=32, log=None, backend=None, backend_early=True,
+                 busyloop_us=None):
         self.open_device = open_device
         self.mem = GuestMemory(mem_size)
         self.nqueues = queues
@@ -71,6 +72,7 @@ class Session:
         self.offered = 0
         self.backend = backend   # (fd, flags), attached by start()
         self.backend_early = backend_early   # before GET_FEATURES (RO/DISCARD bits)
+        self.busyloop_us = busyloop_us       # None: the module's default
         self._ring_mark = None
         self._scratch_mark = None
         self.restarts = 0
@@ -106,6 +108,8 @@ class Session:
             dev.set_vring_base(q, 0)
             desc, used, avail = vq.hva_addrs()
             dev.set_vring_addr(q, desc, used, avail)
+            if self.busyloop_us is not None:
+                dev.set_vring_busyloop_timeout(q, self.busyloop_us)
         self._close_eventfds()
         for q in range(self.nqueues):
             k = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)

@@ -37,11 +37,13 @@ class _Vring:
         self.desc = self.avail = self.used = 0
         self.kick = self.call = self.err = -1
         self.broken = False
+        self.busyloop_us = 0
 
 
 class FakeVhostBlk:
     MAX_QUEUES = 8
     MAX_QUEUE_SIZE = 1024
+    MAX_BUSYLOOP_US = 10000
     SEG_MAX = 126
 
     def __init__(self, abi, max_queues=MAX_QUEUES):
@@ -123,6 +125,14 @@ class FakeVhostBlk:
 
     def set_vring_err(self, i, fd):
         self._vq(i).err = fd
+
+    def set_vring_busyloop_timeout(self, i, usecs):
+        if usecs > self.MAX_BUSYLOOP_US:
+            raise OSError(errno.EINVAL, "busy-loop timeout too long")
+        self._vq(i).busyloop_us = usecs   # the fake never sleeps long anyway
+
+    def get_vring_busyloop_timeout(self, i):
+        return self._vq(i).busyloop_us
 
     def set_backend(self, fd, flags=0):
         with self._lock:

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """`selftest`: prove a freshly loaded module moves data correctly, without a VM."""
 
+import errno
 import hashlib
 import os
 import random
@@ -105,7 +106,10 @@ class Selftest:
         rep.check("no backend before SET_BACKEND",
                   not info["flags"] & a.VHOST_BLK_INFO_F_BACKEND and info["capacity"] == 0,
                   f"flags {info['flags']:#x} capacity {info['capacity']}")
-        feats = dev.get_features() if self._try_owner(dev) else 0
+        owner = self._try_owner(dev)
+        feats = dev.get_features() if owner else 0
+        if owner:
+            self._busyloop_limits(dev)
         dev.close()
         rep.note("features offered", " ".join(V.feature_names(feats)))
         rep.check("GET_INFO.features == VHOST_GET_FEATURES", info["features"] == feats,
@@ -115,6 +119,21 @@ class Selftest:
                        f"want {self.args.queues}, max {info['max_queues']}")
         self.qsize = min(self.args.queue_size, info["max_queue_size"] or self.args.queue_size)
         return ok and feats & V.bit(V.F_VERSION_1)
+
+    def _busyloop_limits(self, dev):
+        """The busy-loop timeout round-trips, and a too long one is refused with EINVAL."""
+        try:
+            dev.set_vring_busyloop_timeout(0, 10000)
+            got = dev.get_vring_busyloop_timeout(0)
+            self.rep.check("VHOST_SET/GET_VRING_BUSYLOOP_TIMEOUT", got == 10000, f"got {got} (set 10000)")
+        except OSError as e:
+            self.rep.check("VHOST_SET/GET_VRING_BUSYLOOP_TIMEOUT", False, str(e))
+            return
+        try:
+            dev.set_vring_busyloop_timeout(0, 1 << 31)
+            self.rep.check("busy-loop timeout above 10000 us refused", False, "accepted")
+        except OSError as e:
+            self.rep.check("busy-loop timeout above 10000 us refused", e.errno == errno.EINVAL, str(e))
 
     def _try_owner(self, dev):
         try:
@@ -126,7 +145,7 @@ class Selftest:
 
     def _session(self, bits, backend=None):
         return Session(self.open_device, self.args.mem << 20, self.args.queues, self.qsize,
-                       want=BLK_BITS | bits, backend=backend)
+                       want=BLK_BITS | bits, backend=backend, busyloop_us=self.args.busyloop_us)
 
     def _mode(self, mode, bits):
         a, rep = self.abi, self.rep
@@ -139,6 +158,10 @@ class Selftest:
                 return
             rep.check(f"[{mode}] setup + SET_BACKEND", True,
                       f"negotiated {' '.join(V.feature_names(s.features))}")
+            if self.args.busyloop_us is not None:
+                got = [s.dev.get_vring_busyloop_timeout(q) for q in range(len(s.vqs))]
+                rep.check(f"[{mode}] busy-loop timeout on every queue",
+                          got == [self.args.busyloop_us] * len(s.vqs), f"{got} us")
             if bits & ~s.features:
                 rep.skip(f"[{mode}] features", "device did not offer "
                          + " ".join(V.feature_names(bits & ~s.features)))

@@ -1,0 +1,64 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""A test run killed midway leaves no VM behind, checked with the real thing.
+
+A child pytest runs a real VM test (tests/vm/test_kmod.py, whose ``l1`` fixture boots the real
+L1 image with the real qemu-system-x86_64); once its qemu runs, the child is stopped the hard
+way (SIGKILL: no teardown code of the run gets to run) or by Ctrl-C (SIGINT). Within seconds
+no process may still use the VM's overlay and its instance directory must be gone.
+tests/host/test_harness_cleanup.py checks the same guarantees piece by piece with a fake qemu.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from vmharness import proc
+from vmharness.image import build_image
+from vmharness.paths import REPO_ROOT
+from vmharness.recipe import get_recipe
+
+
+def _wait(cond, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.2)
+    return cond()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["sigkill", "ctrl-c"])
+def test_killed_test_run_leaves_no_qemu_and_no_overlay(tmp_path, sig, evidence):
+    build_image(get_recipe("debian12"), log=lambda m: None)  # cached: the child must not build it
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if k != "VHOSTBLK_OWNER_PID"}
+    env.update(VHOSTBLK_STATE=str(state), VHOSTBLK_LOG_DIR=str(tmp_path / "logs"))
+    child = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                              "tests/vm/test_kmod.py"], cwd=REPO_ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    inst_dir = state / "instances" / f"pytest-l1-{child.pid}"
+    overlay = str(inst_dir / "overlay.qcow2")
+    try:
+        assert _wait(lambda: bool(proc.pids_with_arg(overlay)), 120), \
+            f"the child run never started its L1 qemu (no process uses {overlay})"
+        qemu_pids = proc.pids_with_arg(overlay)
+        time.sleep(3)  # qemu is up and booting the L1 kernel
+        assert all(proc.alive(proc.identity(p)) for p in qemu_pids), "qemu died on its own"
+        child.send_signal(sig)
+        child.wait(timeout=60)
+        start = time.monotonic()
+        gone = _wait(lambda: not proc.pids_with_arg(overlay) and not inst_dir.exists(), 30)
+        took = time.monotonic() - start
+        assert gone, (f"after {sig.name} of the test run: processes still using the overlay: "
+                      f"{proc.pids_with_arg(overlay)}, instance directory exists: {inst_dir.exists()}")
+        evidence(f"teardown: test run killed with {sig.name} while its L1 booted (qemu pid(s) "
+                 f"{qemu_pids}): qemu gone and overlay removed {took:.1f}s after the run ended")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        for pid in proc.pids_with_arg(overlay):
+            proc.terminate(proc.identity(pid))
