@@ -32,7 +32,7 @@ def run(args) -> int:
         inst.run(f"mkdir -p {TOOLS}")
         inst.put([REPO_ROOT / "tools" / "vhostblk"], TOOLS + "/")
         inst.put([REPO_ROOT / "kmod-src" / "include" / "uapi" / "linux" / "vhost_blk.h"], TOOLS + "/")
-        extra = " ".join(args) if args else "--qd 1,32 --runtime 10 --busyloop-us 0,50"
+        extra = " ".join(args) if args else "--qd 1,32 --runtime 10 --busyloop-us 0,200,1000"
         res = inst.run(f"truncate -s 1G /var/tmp/bench.img && PYTHONPATH={TOOLS} "
                        f"VHOST_BLK_UAPI_HEADER={TOOLS}/vhost_blk.h python3 -m vhostblk bench "
                        f"--file /var/tmp/bench.img {extra}", check=False, timeout=3600)
