@@ -36,15 +36,6 @@ def fake_qemu(tmp_path, monkeypatch):
     return path
 
 
-def _wait(cond, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.1)
-    return cond()
-
-
 def _start_supervised(inst_dir: Path, fake: Path, owner=None) -> Instance:
     inst_dir.mkdir(parents=True)
     argv = [str(fake), "-serial", f"file:{inst_dir / 'serial.log'}", str(inst_dir / "overlay.qcow2")]
@@ -52,8 +43,8 @@ def _start_supervised(inst_dir: Path, fake: Path, owner=None) -> Instance:
     subprocess.Popen([sys.executable, "-m", "vmharness.supervisor", str(inst_dir)], start_new_session=True,
                      env={**os.environ, "PYTHONPATH": str(TESTS)})
     inst = Instance(inst_dir)
-    assert _wait((inst_dir / RUNTIME).exists), "supervisor did not start the fake qemu"
-    assert _wait(inst.qemu_alive)
+    assert proc.wait_until((inst_dir / RUNTIME).exists), "supervisor did not start the fake qemu"
+    assert proc.wait_until(inst.qemu_alive)
     return inst
 
 
@@ -63,15 +54,15 @@ def test_owner_killed_with_sigkill_takes_the_vm_down(tmp_path, fake_qemu):
     qemu_id = inst.runtime()["qemu"]
     owner.kill()
     owner.wait()
-    assert _wait(lambda: not proc.alive(qemu_id)), "qemu survived its owner"
-    assert _wait(lambda: not inst.dir.exists()), "overlay/instance directory left behind"
+    assert proc.wait_until(lambda: not proc.alive(qemu_id)), "qemu survived its owner"
+    assert proc.wait_until(lambda: not inst.dir.exists()), "overlay/instance directory left behind"
 
 
 def test_supervisor_killed_takes_qemu_with_it(tmp_path, fake_qemu):
     inst = _start_supervised(tmp_path / "i2", fake_qemu)
     rt = inst.runtime()
     os.kill(rt["supervisor"][0], signal.SIGKILL)
-    assert _wait(lambda: not proc.alive(rt["qemu"])), "qemu survived a SIGKILLed supervisor (pdeathsig)"
+    assert proc.wait_until(lambda: not proc.alive(rt["qemu"])), "qemu survived a SIGKILLed supervisor (pdeathsig)"
     destroy(inst.dir)
     assert not inst.dir.exists()
 

@@ -21,15 +21,6 @@ from vmharness.paths import REPO_ROOT
 from vmharness.recipe import get_recipe
 
 
-def _wait(cond, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.2)
-    return cond()
-
-
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["sigkill", "ctrl-c"])
 def test_killed_test_run_leaves_no_qemu_and_no_overlay(tmp_path, sig, evidence):
     build_image(get_recipe("debian12"), log=lambda m: None)  # cached: the child must not build it
@@ -42,7 +33,7 @@ def test_killed_test_run_leaves_no_qemu_and_no_overlay(tmp_path, sig, evidence):
     inst_dir = state / "instances" / f"pytest-l1-{child.pid}"
     overlay = str(inst_dir / "overlay.qcow2")
     try:
-        assert _wait(lambda: bool(proc.pids_with_arg(overlay)), 120), \
+        assert proc.wait_until(lambda: bool(proc.pids_with_arg(overlay)), 120), \
             f"the child run never started its L1 qemu (no process uses {overlay})"
         qemu_pids = proc.pids_with_arg(overlay)
         time.sleep(3)  # qemu is up and booting the L1 kernel
@@ -50,7 +41,7 @@ def test_killed_test_run_leaves_no_qemu_and_no_overlay(tmp_path, sig, evidence):
         child.send_signal(sig)
         child.wait(timeout=60)
         start = time.monotonic()
-        gone = _wait(lambda: not proc.pids_with_arg(overlay) and not inst_dir.exists(), 30)
+        gone = proc.wait_until(lambda: not proc.pids_with_arg(overlay) and not inst_dir.exists(), 30)
         took = time.monotonic() - start
         assert gone, (f"after {sig.name} of the test run: processes still using the overlay: "
                       f"{proc.pids_with_arg(overlay)}, instance directory exists: {inst_dir.exists()}")
