@@ -17,6 +17,7 @@ import time
 import pytest
 from vmharness import proc
 from vmharness.image import build_image
+from vmharness.instance import Instance
 from vmharness.paths import REPO_ROOT
 from vmharness.recipe import get_recipe
 
@@ -33,20 +34,24 @@ def test_killed_test_run_leaves_no_qemu_and_no_overlay(tmp_path, sig, evidence):
     inst_dir = state / "instances" / f"pytest-l1-{child.pid}"
     overlay = str(inst_dir / "overlay.qcow2")
     try:
-        assert proc.wait_until(lambda: bool(proc.pids_with_arg(overlay)), 120), \
-            f"the child run never started its L1 qemu (no process uses {overlay})"
-        qemu_pids = proc.pids_with_arg(overlay)
+        # the supervisor's record of the qemu it started (qemu-img also names the overlay, briefly)
+        inst = Instance(inst_dir)
+        assert proc.wait_until(lambda: proc.alive(inst.runtime().get("qemu")), 120), \
+            f"the child run never started its L1 qemu ({inst_dir})"
+        qemu = inst.runtime()["qemu"]
         time.sleep(3)  # qemu is up and booting the L1 kernel
-        assert all(proc.alive(proc.identity(p)) for p in qemu_pids), "qemu died on its own"
+        assert proc.alive(qemu), "qemu died on its own"
         child.send_signal(sig)
         child.wait(timeout=60)
         start = time.monotonic()
-        gone = proc.wait_until(lambda: not proc.pids_with_arg(overlay) and not inst_dir.exists(), 30)
+        gone = proc.wait_until(lambda: not proc.alive(qemu) and not proc.pids_with_arg(overlay)
+                               and not inst_dir.exists(), 30)
         took = time.monotonic() - start
-        assert gone, (f"after {sig.name} of the test run: processes still using the overlay: "
-                      f"{proc.pids_with_arg(overlay)}, instance directory exists: {inst_dir.exists()}")
-        evidence(f"teardown: test run killed with {sig.name} while its L1 booted (qemu pid(s) "
-                 f"{qemu_pids}): qemu gone and overlay removed {took:.1f}s after the run ended")
+        assert gone, (f"after {sig.name} of the test run: qemu {qemu[0]} alive: {proc.alive(qemu)}, "
+                      f"processes using the overlay: {proc.pids_with_arg(overlay)}, "
+                      f"instance directory exists: {inst_dir.exists()}")
+        evidence(f"teardown: test run killed with {sig.name} while its L1 booted (qemu pid {qemu[0]}): "
+                 f"qemu gone and overlay removed {took:.1f}s after the run ended")
     finally:
         if child.poll() is None:
             child.kill()
