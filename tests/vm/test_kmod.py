@@ -94,10 +94,10 @@ s = Session(lambda: VhostBlkDevice(None, a), 16 << 20, 1, 128, want=V.bit(V.F_EV
             backend=(fd, 0), busyloop_us=10000)
 s.start()
 s.run(0, [write_req(s, 0, bytes(4096))])
-COMM = f"vhost-blk-{os.getpid()}.0"[:15]  # the kernel keeps 15 characters of a thread name
+NAME = f"vhost-blk-{os.getpid()}.0"  # /proc shows a kthread's full name (6.1+), or 15 characters
 def cpu_ticks():
     pid = [p for p in os.listdir("/proc") if p.isdigit() and
-           open(f"/proc/{p}/comm").read().strip() == COMM][0]
+           open(f"/proc/{p}/comm").read().strip() in (NAME, NAME[:15])][0]
     f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return int(f[11]) + int(f[12])
 time.sleep(0.5)
