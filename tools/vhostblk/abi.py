@@ -79,6 +79,10 @@ STD_IOCTLS = {
     "VHOST_GET_BACKEND_FEATURES": _IOR(VHOST_VIRTIO, 0x26, 8),
 }
 
+# The module's longest VHOST_SET_VRING_BUSYLOOP_TIMEOUT in microseconds (kmod-src/vblk.h
+# VBLK_MAX_BUSYLOOP_US; longer ones get EINVAL).
+MAX_BUSYLOOP_US = 10000
+
 # ---- header discovery ----------------------------------------------------
 HEADER_REL = Path("include/uapi/linux/vhost_blk.h")
 

@@ -13,6 +13,7 @@ import tempfile
 import time
 
 from . import virtio as V
+from .abi import MAX_BUSYLOOP_US
 from .backend import open_backend
 from .driver import RingError, Session
 
@@ -175,8 +176,8 @@ class Bench:
         except ValueError:
             print("bench: --qd and --busyloop-us take integers, e.g. 1,32", file=sys.stderr)
             return 2
-        if not polls or any(p < 0 or p > 10000 for p in polls):
-            print("bench: --busyloop-us values must be 0-10000", file=sys.stderr)
+        if not polls or any(p < 0 or p > MAX_BUSYLOOP_US for p in polls):
+            print(f"bench: --busyloop-us values must be 0-{MAX_BUSYLOOP_US}", file=sys.stderr)
             return 2
         if any(rw not in ("randread", "randwrite") for rw in rws) or not qds or \
                 any(q < 1 or q > 300 for q in qds):

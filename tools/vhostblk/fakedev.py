@@ -17,6 +17,7 @@ import struct
 import threading
 
 from . import virtio as V
+from .abi import MAX_BUSYLOOP_US
 
 _U16 = struct.Struct("<H")
 OFFERED = (V.bit(V.F_VERSION_1) | V.bit(V.F_INDIRECT_DESC) | V.bit(V.F_EVENT_IDX)
@@ -43,7 +44,7 @@ class _Vring:
 class FakeVhostBlk:
     MAX_QUEUES = 8
     MAX_QUEUE_SIZE = 1024
-    MAX_BUSYLOOP_US = 10000
+    MAX_BUSYLOOP_US = MAX_BUSYLOOP_US
     SEG_MAX = 126
 
     def __init__(self, abi, max_queues=MAX_QUEUES):
