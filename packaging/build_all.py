@@ -25,6 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pkgcommon
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CACHE = Path(os.environ.get("VHOSTBLK_CACHE", "/var/cache/vhostblk-fleet"))
@@ -85,6 +87,11 @@ def publish_qemu(src, suite):
 
 
 def build(kernels, suite, qemu_dir, repo_image):
+    with pkgcommon.locked(CACHE / "packages" / ".lock"):  # a set is not pruned while another run copies it
+        return _build(kernels, suite, qemu_dir, repo_image)
+
+
+def _build(kernels, suite, qemu_dir, repo_image):
     qemu_dir = qemu_dir or cached_qemu_dir(suite)
     qemu_debs = sorted(qemu_dir.glob("*.deb")) if qemu_dir and qemu_dir.is_dir() else []
     qemu_debs = [d for d in qemu_debs if "-dbgsym_" not in d.name]

@@ -32,6 +32,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when loaded by path (tests/devtools)
+import pkgcommon  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 PATCH_ROOT = REPO / "qemu-patches"
 CACHE = Path(os.environ.get("VHOSTBLK_CACHE", "/var/cache/vhostblk-fleet"))
@@ -246,6 +249,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     args.workdir.mkdir(parents=True, exist_ok=True)
+    with pkgcommon.locked(args.workdir / ".lock"):  # the tree under workdir is replaced: one run at a time
+        return _build(args)
+
+
+def _build(args):
     log = args.workdir / f"build-qemu-{args.qemu}.log"
     log.write_text("")
     timer = StepTimer()

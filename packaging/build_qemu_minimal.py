@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+import pkgcommon
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CACHE = Path(os.environ.get("VHOSTBLK_CACHE", "/var/cache/vhostblk-fleet"))
@@ -53,8 +55,13 @@ def _run(cmd, log, **kw):
 
 
 def build(version: str) -> dict:
-    key = series_key(version)
     base = CACHE / "qemu-minimal"
+    with pkgcommon.locked(base / ".lock"):  # one build at a time: they share base/work
+        return _build(version, base)
+
+
+def _build(version: str, base: Path) -> dict:
+    key = series_key(version)
     dest = base / key / "qemu-system-x86_64"
     if dest.exists():
         return {"binary": str(dest), "cached": True, "seconds": 0}

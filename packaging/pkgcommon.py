@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Helpers shared by the packaging scripts: paths, the version, commands, timing."""
 
+import fcntl
 import gzip
 import hashlib
 import os
@@ -9,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,3 +155,17 @@ class Timer:
 
     def total(self):
         return round(sum(s["seconds"] for s in self.steps), 1)
+
+
+@contextmanager
+def locked(lockfile):
+    """Hold an exclusive lock on ``lockfile`` (created as needed) for the ``with`` block.
+
+    Every writer of a cache entry takes it: two runs on one machine then wait for each other
+    instead of extracting into, building in or pruning the tree the other one is using.
+    """
+    lockfile = Path(lockfile)
+    lockfile.parent.mkdir(parents=True, exist_ok=True)
+    with open(lockfile, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield

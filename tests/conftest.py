@@ -6,6 +6,9 @@ packaging/build_qemu_minimal.py, called once per session).
 ``debian_qemu_source``: a function "7.2"/"10.0" -> extracted Debian source tree with Debian's
 quilt series applied ($VHOSTBLK_QEMU_SRC_72 / $VHOSTBLK_QEMU_SRC_100, else fetched once into the
 cache). Both fail the test with the reason when there is none: no skip.
+
+Under ``./dev test`` ($VHOSTBLK_NO_SKIPS=1) a skipped test is reported as failed: the command
+installs everything the tests need, so a skip there means a missing install step, never a pass.
 """
 
 import os
@@ -50,6 +53,20 @@ def debian_qemu_source():
         return trees[version]
 
     return get
+
+
+NO_SKIPS = os.environ.get("VHOSTBLK_NO_SKIPS") == "1"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if NO_SKIPS and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = (f"skipped under ./dev test ({reason}): the test command installs what every test "
+                           "needs, so this skip is a missing install step")
+    return report
 
 
 _EVIDENCE = []

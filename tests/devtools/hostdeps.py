@@ -40,7 +40,9 @@ PACKAGES = (
     "zstd",
     # kernel module compile checks and packaging
     "build-essential", "dkms", "dh-dkms", "debhelper", "dpkg-dev", "fakeroot", "lintian", "quilt", "devscripts",
-    "linux-headers-amd64",
+    "linux-headers-amd64", "sparse",
+    # the disk module against real libvirt (embedded QEMU driver) and libvirt's own XML schema
+    "python3-libvirt", "libvirt-daemon-driver-qemu", "libvirt-clients", "libxml2-utils",
     # QEMU builds
     "ninja-build", "meson", "libglib2.0-dev", "libpixman-1-dev", "libfdt-dev", "zlib1g-dev", "libaio-dev",
     "liburing-dev", "libslirp-dev", "flex", "bison", "ccache", "pkgconf",

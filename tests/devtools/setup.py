@@ -36,6 +36,7 @@ def cmd_test(args) -> int:
         return rc
     env = venv.env()
     env["VHOSTBLK_OWNER_PID"] = str(os.getpid())
+    env["VHOSTBLK_NO_SKIPS"] = "1"  # tests/conftest.py: a skip is a failure here
     pytest = str(venv.bin_path("pytest"))
     argv = [pytest, *DEFAULT_TEST_ARGS, *args]
     _log("exec " + " ".join(argv))

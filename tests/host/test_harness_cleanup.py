@@ -104,3 +104,18 @@ def test_qemu_dying_during_boot_fails_fast(tmp_path, monkeypatch):
         create("t-dies", base=tmp_path / "inst", image=_fake_image(tmp_path), boot_timeout=60, log=lambda m: None)
     assert time.monotonic() - start < 30
     assert not (tmp_path / "inst" / "t-dies").exists()
+
+
+@pytest.mark.parametrize("ignored", [False, True], ids=["default", "inherited-ignore"])
+def test_catches_tells_whether_ctrl_c_reaches_python(ignored):
+    """The Ctrl-C teardown test relies on proc.catches: a Python started with SIGINT ignored (as a
+    shell starts background jobs) installs no handler and never raises KeyboardInterrupt."""
+    disposition = signal.SIG_IGN if ignored else signal.SIG_DFL
+    child = subprocess.Popen([sys.executable, "-c", "import time; print(flush=True); time.sleep(30)"],
+                             stdout=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, disposition))
+    try:
+        child.stdout.readline()  # the interpreter is up and has set its handlers
+        assert proc.catches(child.pid, signal.SIGINT) is not ignored
+    finally:
+        child.kill()
+        child.wait()

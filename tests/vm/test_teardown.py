@@ -17,7 +17,7 @@ import time
 import pytest
 from vmharness import proc
 from vmharness.image import build_image
-from vmharness.instance import Instance
+from vmharness.instance import Instance, destroy
 from vmharness.paths import REPO_ROOT
 from vmharness.recipe import get_recipe
 
@@ -28,9 +28,13 @@ def test_killed_test_run_leaves_no_qemu_and_no_overlay(tmp_path, sig, evidence):
     state = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if k != "VHOSTBLK_OWNER_PID"}
     env.update(VHOSTBLK_STATE=str(state), VHOSTBLK_LOG_DIR=str(tmp_path / "logs"))
+    # The child is a run started from a terminal: SIGINT at its default, whatever this run inherited.
+    # (CI may start us with SIGINT ignored, as a shell does for background jobs; a child inheriting
+    # that ignores Ctrl-C, and Python then never raises KeyboardInterrupt: the hang of issue 9.)
     child = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                               "tests/vm/test_kmod.py"], cwd=REPO_ROOT, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     inst_dir = state / "instances" / f"pytest-l1-{child.pid}"
     overlay = str(inst_dir / "overlay.qcow2")
     try:
@@ -41,8 +45,13 @@ def test_killed_test_run_leaves_no_qemu_and_no_overlay(tmp_path, sig, evidence):
         qemu = inst.runtime()["qemu"]
         time.sleep(3)  # qemu is up and booting the L1 kernel
         assert proc.alive(qemu), "qemu died on its own"
+        if sig == signal.SIGINT:
+            assert proc.catches(child.pid, sig), "the child run does not handle SIGINT (Ctrl-C would do nothing)"
         child.send_signal(sig)
-        child.wait(timeout=60)
+        try:
+            child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the test run was still running 60 s after {sig.name}")
         start = time.monotonic()
         gone = proc.wait_until(lambda: not proc.alive(qemu) and not proc.pids_with_arg(overlay)
                                and not inst_dir.exists(), 30)
@@ -56,5 +65,4 @@ def test_killed_test_run_leaves_no_qemu_and_no_overlay(tmp_path, sig, evidence):
         if child.poll() is None:
             child.kill()
             child.wait()
-        for pid in proc.pids_with_arg(overlay):
-            proc.terminate(proc.identity(pid))
+        destroy(inst_dir)  # whatever the child left: supervisor, qemu, directory

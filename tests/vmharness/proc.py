@@ -62,6 +62,16 @@ def terminate(proc: Optional[ProcId], grace: float = 5.0) -> None:
         time.sleep(0.1)
 
 
+def catches(pid: int, sig: int) -> bool:
+    """True when process ``pid`` has a handler installed for ``sig`` (SigCgt in /proc/PID/status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+    return bool(mask & (1 << (sig - 1)))
+
+
 def pids_with_arg(needle: str) -> list:
     """PIDs whose command line contains ``needle`` (the last-resort sweep for strays)."""
     found = []
