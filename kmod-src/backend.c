@@ -18,6 +18,7 @@
 #include <linux/slab.h>
 #include <linux/sched.h>
 #include <linux/ioprio.h>
+#include <linux/rcupdate.h>
 
 #include "vblk.h"
 
@@ -60,6 +61,10 @@ struct vblk_backend *vblk_backend_open(int fd, u32 flags, long *err)
 		goto err_put;
 	if (!ro && (!(file->f_mode & FMODE_WRITE) ||
 		    !(file->f_mode & FMODE_CAN_WRITE) || !file->f_op->write_iter))
+		goto err_put;
+	/* O_APPEND would move every guest write to the end of the file */
+	*err = -EINVAL;
+	if (!ro && (file->f_flags & O_APPEND))
 		goto err_put;
 
 	*err = -ENOMEM;
@@ -113,13 +118,25 @@ void vblk_backend_put(struct vblk_backend *be)
 	kfree(be);
 }
 
-/* Any context, including hard IRQ. */
+/*
+ * Any context, including hard IRQ. Once the request is on vq->done the worker
+ * may reap it at once, the last inflight request may be gone and release may
+ * be stopping the worker and freeing the device: @vq is only used inside this
+ * RCU read section, and vblk_dev_reset() waits for a grace period after its
+ * drain before it stops the workers (as vhost_vq_work_queue() does).
+ */
 void vblk_req_queue_done(struct vblk_req *req)
 {
 	struct vblk_vq *vq = req->vq;
+	struct task_struct *worker;
 
-	if (llist_add(&req->node, &vq->done))
-		wake_up_process(vq->worker);
+	rcu_read_lock();
+	if (llist_add(&req->node, &vq->done)) {
+		worker = READ_ONCE(vq->worker);
+		if (worker)
+			wake_up_process(worker);
+	}
+	rcu_read_unlock();
 }
 
 static void vblk_rw_complete(struct kiocb *iocb, long ret)
@@ -142,6 +159,9 @@ void vblk_backend_submit_rw(struct vblk_vq *vq, struct vblk_req *req,
 	iocb->ki_complete = vblk_rw_complete;
 	if (write) {
 		iocb->ki_flags |= IOCB_WRITE;
+		/* no FLUSH negotiated: an acknowledged write must be stable */
+		if (!vblk_has(vq->acked, VIRTIO_BLK_F_FLUSH))
+			iocb->ki_flags |= IOCB_DSYNC;
 		if (S_ISREG(file_inode(file)->i_mode)) {
 			kiocb_start_write(iocb);
 			req->flags |= VBLK_REQ_WRITE_STARTED;

@@ -10,6 +10,7 @@
 #include <linux/sched/mm.h>
 #include <linux/uaccess.h>
 #include <linux/vhost.h>
+#include <linux/rcupdate.h>
 
 #include "vblk.h"
 
@@ -64,6 +65,18 @@ void vblk_dev_sync_vqs(struct vblk_dev *dev)
 	}
 }
 
+/* Stop (or resume) taking new requests on every queue; VMM's stops stay. */
+static void vblk_dev_pause(struct vblk_dev *dev, bool paused)
+{
+	unsigned int i;
+
+	for (i = 0; i < dev->nvqs; i++) {
+		mutex_lock(&dev->vqs[i].mutex);
+		dev->vqs[i].paused = paused;
+		mutex_unlock(&dev->vqs[i].mutex);
+	}
+}
+
 /* Wait until every request submitted on @vq has been completed. */
 void vblk_vq_drain(struct vblk_vq *vq)
 {
@@ -111,6 +124,8 @@ static void vblk_dev_reset(struct vblk_dev *dev)
 		mutex_unlock(&vq->mutex);
 	}
 	vblk_dev_drain(dev);
+	/* completers still inside vblk_req_queue_done() have left it */
+	synchronize_rcu();
 	for (i = 0; i < dev->nvqs; i++) {
 		vblk_worker_stop(&dev->vqs[i]);
 		vblk_vq_cleanup(&dev->vqs[i]);
@@ -251,18 +266,23 @@ static long vblk_set_backend(struct vblk_dev *dev, void __user *argp)
 			return err;
 	}
 
+	/*
+	 * Pause every queue (no new requests, whatever the guest keeps adding),
+	 * let the requests using the old backend finish, and swap under each
+	 * vq->mutex: a worker pass that reaped the last of them has published
+	 * its used entries by the time we get that mutex.
+	 */
+	vblk_dev_pause(dev, true);
+	vblk_dev_drain(dev);
 	old = dev->be;
 	dev->be = be;
 	vblk_dev_sync_vqs(dev);
-	/* Requests still using the old backend finish before we drop it. */
-	vblk_dev_drain(dev);
+	vblk_dev_pause(dev, false);
 	if (old)
 		vblk_backend_put(old);
-
-	/* The guest may have queued requests while no backend was set. */
-	if (be)
-		for (i = 0; i < dev->nvqs; i++)
-			vblk_worker_kick(&dev->vqs[i]);
+	/* The guest may have queued requests while paused or without a backend. */
+	for (i = 0; i < dev->nvqs; i++)
+		vblk_worker_kick(&dev->vqs[i]);
 	return 0;
 }
 

@@ -199,7 +199,8 @@ struct vblk_vq {
 	u16 signalled_used;
 	bool signalled_used_valid;
 	bool need_init;
-	bool stopped;
+	bool stopped;			/* GET_VRING_BASE: the VMM stopped the ring */
+	bool paused;			/* SET_BACKEND swapping the backend */
 	bool broken;
 	bool starved;
 	bool logged;

@@ -82,6 +82,8 @@ static long vblk_set_vring_base(struct vblk_vq *vq, struct vhost_vring_state *s)
 	vq->need_init = true;
 	vq->stopped = false;
 	vq->broken = false;
+	/* entries the guest added while the ring was stopped need no new kick */
+	vblk_worker_kick(vq);
 	return 0;
 }
 
@@ -118,6 +120,7 @@ static long vblk_set_vring_addr(struct vblk_vq *vq, struct vhost_vring_addr *a)
 	vq->log_addr = a->log_guest_addr;
 	vq->need_init = true;
 	vq->broken = false;
+	vblk_worker_kick(vq);
 	return 0;
 }
 

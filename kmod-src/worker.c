@@ -55,7 +55,7 @@ static void vblk_worker_reap(struct vblk_vq *vq)
 static bool vblk_vq_ready(struct vblk_vq *vq)
 {
 	return vq->num && vq->desc && vq->avail && vq->used && vq->pool &&
-	       vq->be && vq->kick && !vq->stopped && !vq->broken;
+	       vq->be && vq->kick && !vq->stopped && !vq->paused && !vq->broken;
 }
 
 /* Take new requests off the avail ring, at most VBLK_WEIGHT per pass. */
@@ -111,6 +111,8 @@ static void vblk_worker_handle_kick(struct vblk_vq *vq)
 		vblk_req_handle(vq, req);
 		if (vq->broken)
 			break;
+		/* up to VBLK_WEIGHT requests of up to seg_max descriptors each */
+		cond_resched();
 	}
 	blk_finish_plug(&plug);
 }
@@ -259,10 +261,12 @@ int vblk_worker_start(struct vblk_vq *vq)
 
 void vblk_worker_stop(struct vblk_vq *vq)
 {
-	if (!vq->worker)
+	struct task_struct *worker = vq->worker;
+
+	if (!worker)
 		return;
-	kthread_stop(vq->worker);
-	vq->worker = NULL;
+	WRITE_ONCE(vq->worker, NULL);
+	kthread_stop(worker);
 }
 
 static int vblk_poll_wake(wait_queue_entry_t *wait, unsigned int mode,

@@ -53,6 +53,8 @@ def build_parser():
     st.add_argument("--mem", type=int, default=64, help="guest RAM in MiB (default 64)")
     st.add_argument("--direct", action="store_true",
                     help="open the backend with O_DIRECT (asynchronous I/O in the module)")
+    st.add_argument("--close-races", type=int, default=50,
+                    help="times to close the device with writes and flushes in flight (default 50)")
     st.add_argument("--busyloop-us", type=int, default=None,
                     help="VHOST_SET_VRING_BUSYLOOP_TIMEOUT for every queue, 0-10000 "
                          "(default: the module's busyloop_us)")

@@ -108,6 +108,8 @@ class FakeVhostBlk:
         vq = self._vq(i)
         vq.last_avail = vq.used_idx = vq.signalled_used = base & 0xFFFF
         vq.broken = False
+        if vq.kick >= 0:
+            os.eventfd_write(vq.kick, 1)      # a restarted ring needs no new kick (the module kicks itself)
 
     def get_vring_base(self, i):
         return self._vq(i).last_avail
@@ -136,16 +138,22 @@ class FakeVhostBlk:
         return self._vq(i).busyloop_us
 
     def set_backend(self, fd, flags=0):
+        readonly = bool(flags & self.abi.VHOST_BLK_BACKEND_F_READONLY)
+        if fd >= 0 and not readonly:   # refused: the old backend stays, as in the module
+            fl = fcntl.fcntl(fd, fcntl.F_GETFL)
+            if fl & os.O_ACCMODE == os.O_RDONLY:
+                raise OSError(errno.EBADF, "backend fd not open for writing")
+            if fl & os.O_APPEND:
+                raise OSError(errno.EINVAL, "O_APPEND backing fd")
         with self._lock:
             if self.backend_fd >= 0:
                 os.close(self.backend_fd)
                 self.backend_fd, self.capacity = -1, 0
             if fd < 0:
                 return
-            readonly = bool(flags & self.abi.VHOST_BLK_BACKEND_F_READONLY)
-            if not readonly and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
-                raise OSError(errno.EBADF, "backend fd not open for writing")
-            self.backend_fd = os.dup(fd)
+            # its own open file: unaligned I/O from Python must not inherit the caller's O_DIRECT
+            mode = os.O_RDONLY if readonly else os.O_RDWR
+            self.backend_fd = os.open(f"/proc/self/fd/{fd}", mode | os.O_CLOEXEC)
             self.readonly = readonly
             st = os.fstat(fd)
             size = os.lseek(fd, 0, os.SEEK_END) if stat.S_ISBLK(st.st_mode) else st.st_size

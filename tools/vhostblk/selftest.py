@@ -11,6 +11,7 @@ from .abi import MAX_BUSYLOOP_US
 from .backend import open_backend
 from .blkops import dwz_req, read_data, read_req, run_many, simple_req, write_req
 from .driver import RingError, Session, WaitTimeout
+from .lifecycle import Lifecycle
 
 BLK_BITS = (1 << 24) - 1          # device-specific feature bits: take all offered
 MODES = (("plain", 0),
@@ -80,6 +81,8 @@ class Selftest:
             for mode, bits in MODES:
                 self._mode(mode, bits)
             self._readonly(path)
+            Lifecycle(self.open_device, rep, self.abi, path, fd, self.cap, isblk, args.direct, self.rnd,
+                      self.timeout, args.mem, self.qsize).run(args.close_races)
             self._reset_owner()
         finally:
             os.close(fd)
