@@ -152,7 +152,7 @@ def test_selftest_on_loop_block_device(loaded, evidence):
     finally:
         loaded.run(f"losetup -d {dev}; rm -f /var/tmp/loop.img", check=False)
     lifecycle = {c["name"]: c for c in report["checks"] if c["name"].startswith("[lifecycle]")}
-    assert len(lifecycle) == 6 and all(c["ok"] is True for c in lifecycle.values()), lifecycle
+    assert len(lifecycle) == 5 and all(c["ok"] is True for c in lifecycle.values()), lifecycle
     for c in lifecycle.values():
         evidence(f"kmod {c['name']}: {c['detail'] or 'ok'}")
     _kernel_clean(loaded)
