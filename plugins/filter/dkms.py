@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Filters over ``dkms status`` output, for the kmod role."""
 # Copyright: (c) 2026, vhost-blk fleet contributors
+"""Filters over ``dkms status`` output, for the kmod role."""
 
 
 DOCUMENTATION = r"""
