@@ -5,7 +5,7 @@ The gate does not build them (packaging/build_qemu.py --x86-only takes about 50 
 cores); with this flag the test command builds them once per patch series, publishes them where
 packaging/build_all.py takes them from (the repository disk the VM tests give L1), and the tests
 that need them (molecule default: the qemu part of the hypervisor role and the libvirt guest)
-run instead of skipping.
+run instead of being deselected.
 """
 
 import json
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .venv import ROOT
 
-ENV = "VHOSTBLK_QEMU_PACKAGES"  # "1": the tests that need the packages fail instead of skipping
+ENV = "VHOSTBLK_QEMU_PACKAGES"  # "1": the tests that need the packages are collected and must pass
 SERIES, SUITE = "7.2", "bookworm"
 APT = ["apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=600"]
 

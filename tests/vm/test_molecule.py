@@ -29,9 +29,12 @@ def test_molecule_scenario(scenario, evidence):
     assert res.returncode == 0, f"molecule test -s {scenario} failed:\n{out[-8000:]}"
     if scenario == "default":
         assert "idempotence" in out
-    for line in re.findall(r"^=+ (\d+ passed.*?) in [\d.]+s", out, re.M):
-        # a skip inside molecule's verify would otherwise pass unseen
+    verify = re.findall(r"^=+ (\d+ passed.*?) in [\d.]+s", out, re.M)
+    for line in verify:
         evidence(f"molecule {scenario} verify (testinfra): {line}")
+    assert verify, "no testinfra summary line in molecule's output"
+    assert not [line for line in verify if "skipped" in line], \
+        f"molecule {scenario} verify skipped tests (a skip proves nothing): {verify}"
     for line in re.findall(r"^(?:guest wrote|guest read|backing file) .*$", out, re.M):
         evidence(f"molecule {scenario} libvirt guest: {line}")
     summary = re.search(r'"vhostblk_rollout_summary": (\{.*?\n    \})', out, re.S)

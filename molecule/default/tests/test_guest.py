@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """The patched QEMU from the repository, and the libvirt guest defined by converge whose
-vhost-blk disk was added with vhostblk.fleet.disk."""
+vhost-blk disk was added with vhostblk.fleet.disk (run by `./dev test --qemu-packages`)."""
 
 import os
 import re
@@ -12,22 +12,18 @@ testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
     os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
 
 
-def _has_patched_qemu(host):
-    """Whether the repository carries the patched QEMU; without it the test skips, naming the flag
-    that builds it, except under ``./dev test --qemu-packages``, where its absence is a failure."""
-    if host.file("/mnt/vhostblk-repo/vhostblk-qemu.pref").exists:
-        return True
-    assert os.environ.get("VHOSTBLK_QEMU_PACKAGES") != "1", "--qemu-packages given, but the repository has no QEMU"
-    return False
+# Every test here needs the patched QEMU packages in the repository: conftest.py deselects them
+# unless `./dev test --qemu-packages` built them (a 50-minute build the gate cannot afford).
+pytestmark = pytest.mark.patched_qemu
 
 
-NO_QEMU = ("the package repository carries no patched QEMU: `./dev test --qemu-packages` builds it "
-           "(about 50 minutes; the vhost-user transport will not need it)")
+@pytest.fixture(autouse=True)
+def _repository_has_patched_qemu(host):
+    assert host.file("/mnt/vhostblk-repo/vhostblk-qemu.pref").exists, \
+        "the package repository carries no patched QEMU although --qemu-packages was given"
 
 
 def test_patched_qemu_installed_and_pinned(host):
-    if not _has_patched_qemu(host):
-        pytest.skip(NO_QEMU)
     policy = host.check_output("apt-cache policy qemu-system-x86")
     installed = re.search(r"Installed: (\S+)", policy).group(1)
     assert "+vhostblk" in installed, policy
@@ -36,8 +32,6 @@ def test_patched_qemu_installed_and_pinned(host):
 
 
 def test_vhost_blk_disk_defined_through_the_module(host):
-    if not _has_patched_qemu(host):
-        pytest.skip(NO_QEMU)
     xml = host.check_output("virsh -c qemu:///system dumpxml --inactive guest1")
     assert "vhost-blk-pci,id=vblk0,drive=/var/lib/vhost-blk/guest1.raw" in xml, xml
     assert "xmlns:qemu=" in xml
@@ -56,8 +50,6 @@ def test_libvirt_guest_does_io_through_vhost_blk(host):
     """Start guest1 through libvirt (AppArmor profile, cgroup device ACL, private /dev and all):
     its only disk is the vhost-blk-pci device; it writes 8 MiB of random data, flushes, drops its
     caches and reads them back. The backing file on L1 must hold exactly what the guest wrote."""
-    if not _has_patched_qemu(host):
-        pytest.skip(NO_QEMU)
     virsh = "virsh -c qemu:///system"
     host.run(f"{virsh} destroy guest1")
     host.run(f"rm -f {SERIAL}")
