@@ -9,7 +9,8 @@ Steps (each one timed, summary in <out>/build-qemu-<ver>.json):
      ccache hits survive between runs);
   2. our qemu-patches/<ver>/ series goes to debian/patches/vhostblk/ and is appended to
      debian/patches/series; the whole quilt series is pushed (fails early on conflicts);
-  3. changelog: `dch --local +vhostblk` -> e.g. 1:7.2+dfsg-7+deb12u18+vhostblk1;
+  3. changelog: the Debian version + `+vhostblkN`, N the number of commits that touched the
+     series or this script (series_revision): e.g. 1:7.2+dfsg-7+deb12u18+vhostblk23;
   4. --x86-only: a build profile pkg.vhostblk.x86only is added to debian/control and
      debian/rules: the non-x86 system packages, qemu-user* and qemu-system-xen are dropped and
      the main build configures only i386-softmmu,x86_64-softmmu. Everything else (features,
@@ -148,14 +149,38 @@ def add_our_patches(tree, version, log):
     return names
 
 
-def local_version(tree, names, log):
+def series_revision(qemu, repo=REPO):
+    """How many commits have touched qemu-patches/<qemu> or this script: the N of +vhostblkN.
+
+    Every change of the series or of the way it is built is a new commit on main, so N moves
+    forward with it (and a Debian revision of QEMU moves the part before the suffix). Outside a
+    git checkout (an installed collection), or when the tree has uncommitted changes to those
+    files, the caller is told: such a build must not be published over a committed one.
+    """
+    paths = [f"qemu-patches/{qemu}", "packaging/build_qemu.py"]
+    count = subprocess.run(["git", "-C", str(repo), "rev-list", "--count", "HEAD", "--", *paths],
+                           capture_output=True, text=True, check=False)
+    if count.returncode != 0 or not count.stdout.strip().isdigit():
+        return 0, "not a git checkout"
+    dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--", *paths],
+                           capture_output=True, text=True, check=False).stdout.strip()
+    return int(count.stdout), ("uncommitted changes: " + " ".join(dirty.split()[1::2])) if dirty else ""
+
+
+def local_version(tree, names, log, qemu="7.2"):
     env = dict(
         os.environ,
         DEBFULLNAME=os.environ.get("DEBFULLNAME", "vhost-blk fleet"),
         DEBEMAIL=os.environ.get("DEBEMAIL", "dev@vhostblk.invalid"),
     )
+    base = subprocess.run(["dpkg-parsechangelog", "-S", "Version"], cwd=tree, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    revision, warning = series_revision(qemu)
+    if warning:
+        print(f"WARNING: +vhostblk{revision}: {warning}; do not publish this build", flush=True)
+    version = f"{base}{LOCAL_SUFFIX}{max(revision, 1)}"
     msg = f"Add the vhost-blk-pci device ({len(names)} patches in debian/patches/vhostblk)"
-    sh(["dch", "--local", LOCAL_SUFFIX, "--distribution", "UNRELEASED", msg], cwd=tree, env=env, log=log)
+    sh(["dch", "--newversion", version, "--distribution", "UNRELEASED", msg], cwd=tree, env=env, log=log)
     out = subprocess.run(["dpkg-parsechangelog", "-S", "Version"], cwd=tree, capture_output=True, text=True, check=True)
     return out.stdout.strip()
 
@@ -260,7 +285,7 @@ def _build(args):
     spec = args.source or SOURCES[args.qemu]
     tree = timer.run("fetch source", fetch_source, spec, args.workdir, log)
     names = timer.run("apply patches", add_our_patches, tree, args.qemu, log)
-    version = timer.run("changelog", local_version, tree, names, log)
+    version = timer.run("changelog", local_version, tree, names, log, args.qemu)
     profiles = []
     if args.x86_only:
         timer.run("x86-only profile", apply_x86_only, tree, args.qemu)

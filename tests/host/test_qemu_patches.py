@@ -253,3 +253,56 @@ def test_device_rejects_a_vhostfd_that_is_not_vhost_blk(tmp_path, patched_qemu):
         res = _realize(patched_qemu, f"vhost-blk-pci,drive={raw},vhostfd={fd}", tmp_path, pass_fds=(fd,))
     assert res.returncode != 0
     assert "VHOST_BLK_GET_INFO failed" in res.stderr, res.stderr
+
+
+def _git(repo, *args):
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
+                   capture_output=True)
+
+
+def _newer(a, b):
+    return subprocess.run(["dpkg", "--compare-versions", a, "gt", b], check=False).returncode == 0
+
+
+def test_every_change_of_the_series_moves_the_local_version_forward(tmp_path):
+    """+vhostblkN counts the commits that touched the series or build_qemu.py: a fixed series on
+    the same Debian revision gets a higher version (hosts upgrade), and uncommitted changes are
+    reported instead of being published under the committed number."""
+    bq = _build_qemu()
+    repo = tmp_path / "repo"
+    (repo / "qemu-patches" / "7.2").mkdir(parents=True)
+    (repo / "packaging").mkdir()
+    (repo / "packaging" / "build_qemu.py").write_text("# build\n")
+    (repo / "qemu-patches" / "7.2" / "0001-device.patch").write_text("v1\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "series v1")
+    assert bq.series_revision("7.2", repo) == (1, "")
+    (repo / "README").write_text("unrelated\n")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "docs")
+    assert bq.series_revision("7.2", repo) == (1, ""), "an unrelated commit must not move the version"
+    (repo / "qemu-patches" / "7.2" / "0001-device.patch").write_text("v2: the fix\n")
+    rev, warning = bq.series_revision("7.2", repo)
+    assert rev == 1 and "0001-device.patch" in warning
+    _git(repo, "commit", "-qam", "series v2")
+    assert bq.series_revision("7.2", repo) == (2, "")
+    base = "1:7.2+dfsg-7+deb12u18"
+    assert _newer(f"{base}{bq.LOCAL_SUFFIX}2", f"{base}{bq.LOCAL_SUFFIX}1")
+    assert _newer(f"{base}{bq.LOCAL_SUFFIX}10", f"{base}{bq.LOCAL_SUFFIX}9")
+    assert _newer(f"1:7.2+dfsg-7+deb12u19{bq.LOCAL_SUFFIX}1", f"{base}{bq.LOCAL_SUFFIX}10")
+    assert bq.series_revision("7.2", tmp_path / "no-git")[0] == 0
+
+
+def test_local_version_is_written_to_the_changelog(tmp_path):
+    assert shutil.which("dch"), "devscripts not installed (./dev setup)"
+    bq = _build_qemu()
+    tree = tmp_path / "qemu"
+    (tree / "debian").mkdir(parents=True)
+    (tree / "debian" / "changelog").write_text(
+        "qemu (1:7.2+dfsg-7+deb12u18) bookworm-security; urgency=medium\n\n  * x\n\n"
+        " -- A B <a@b.invalid>  Mon, 01 Jan 2024 00:00:00 +0000\n")
+    version = bq.local_version(tree, ["0001-device.patch"], tmp_path / "log", "7.2")
+    n = bq.series_revision("7.2")[0]
+    assert n > 0 and version == f"1:7.2+dfsg-7+deb12u18{bq.LOCAL_SUFFIX}{n}"
+    assert re.fullmatch(r"\S*\+vhostblk[0-9]+", version), "the apt pin's regex must match it"
