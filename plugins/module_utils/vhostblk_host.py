@@ -156,7 +156,8 @@ def device_facts(root='/'):
     """The device node and the processes that hold it open (from /proc/*/fd)."""
     node = _p(root, DEVICE_PATH)
     facts = {'path': DEVICE_PATH, 'exists': False, 'major': None, 'minor': None,
-             'mode': None, 'owner': None, 'group': None, 'users': []}
+             'mode': None, 'owner': None, 'group': None, 'users': [], 'users_unreadable': [],
+             'in_use': False}
     try:
         st = os.stat(node)
     except OSError:
@@ -168,7 +169,9 @@ def device_facts(root='/'):
         facts['mode'] = f'{stat.S_IMODE(st.st_mode):04o}'
         facts['owner'] = _user_name(st.st_uid)
         facts['group'] = _group_name(st.st_gid)
-    facts['users'] = device_users(root)
+    facts['users'], facts['users_unreadable'] = device_users(root)
+    # None: unknown (some fd tables were unreadable and nobody was seen): callers treat it as busy
+    facts['in_use'] = True if facts['users'] else (None if facts['users_unreadable'] else False)
     return facts
 
 
@@ -199,15 +202,24 @@ def _guest_name(cmdline):
 
 
 def device_users(root='/', device=DEVICE_PATH):
-    """Processes with ``device`` open: pid, comm, number of fds, guest name."""
+    """Processes with ``device`` open (pid, comm, number of fds, guest name), and the PIDs whose
+    fd table could not be read (another user's processes, when not run as root): with any of
+    those the list may be incomplete."""
     proc = _p(root, '/proc')
-    users = []
+    users, unreadable = [], []
     for pid in _listdir(proc):
         if not pid.isdigit():
             continue
         fd_dir = os.path.join(proc, pid, 'fd')
+        try:
+            fds = os.listdir(fd_dir)
+        except PermissionError:
+            unreadable.append(int(pid))
+            continue
+        except OSError:
+            continue  # the process is gone
         count = 0
-        for fd in _listdir(fd_dir):
+        for fd in fds:
             try:
                 target = os.readlink(os.path.join(fd_dir, fd))
             except OSError:
@@ -220,7 +232,7 @@ def device_users(root='/', device=DEVICE_PATH):
         cmdline = [part for part in raw.split('\0') if part]
         users.append({'pid': int(pid), 'comm': _read(os.path.join(proc, pid, 'comm')),
                       'fds': count, 'guest': _guest_name(cmdline)})
-    return sorted(users, key=lambda user: user['pid'])
+    return sorted(users, key=lambda user: user['pid']), sorted(unreadable)
 
 
 # --------------------------------------------------------------------------

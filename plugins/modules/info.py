@@ -154,6 +154,15 @@ device:
       type: list
       elements: dict
       sample: [{"pid": 4242, "comm": "qemu-system-x86", "fds": 2, "guest": "vm1"}]
+    users_unreadable:
+      description: PIDs whose open files could not be read (not run as root); C(users) may then be incomplete.
+      type: list
+      elements: int
+    in_use:
+      description:
+        - C(true) when a process has the device open, C(false) when none has and every process could
+          be checked, null when it cannot be known (C(users_unreadable) is not empty). Treat null as in use.
+      type: bool
 qemu:
   description: The QEMU binary and whether it has the C(vhost-blk-pci) device.
   returned: always

@@ -140,15 +140,49 @@ def test_device_users_from_proc(tmp_path):
     _proc(tmp_path, 77, 'sshd', ['sshd'], ['/dev/null'])
     _proc(tmp_path, 900, 'qemu-system-x86', ['qemu-system-x86_64', '-name', 'plain'], ['/dev/vhost-blk'])
     (tmp_path / 'proc' / 'self').mkdir()
-    assert host.device_users(str(tmp_path)) == [
+    assert host.device_users(str(tmp_path)) == ([
         {'pid': 900, 'comm': 'qemu-system-x86', 'fds': 1, 'guest': 'plain'},
         {'pid': 4242, 'comm': 'qemu-system-x86', 'fds': 2, 'guest': 'vm1'},
-    ]
+    ], [])
+
+
+def _unreadable_fds(monkeypatch, *pids):
+    real = os.listdir
+
+    def listdir(path):
+        if any(path.endswith(f'/proc/{pid}/fd') for pid in pids):
+            raise PermissionError(13, 'Permission denied', path)
+        return real(path)
+    monkeypatch.setattr(host.os, 'listdir', listdir)
+
+
+def test_unreadable_fd_tables_make_use_unknown_not_free(tmp_path, monkeypatch):
+    """Without root another user's QEMU cannot be inspected: that is not "no users"."""
+    _proc(tmp_path, 4242, 'qemu-system-x86', ['qemu-system-x86_64', '-name', 'guest=vm1'], ['/dev/vhost-blk'])
+    _proc(tmp_path, 77, 'sshd', ['sshd'], ['/dev/null'])
+    _unreadable_fds(monkeypatch, 4242)
+    assert host.device_users(str(tmp_path)) == ([], [4242])
+    facts = host.device_facts(str(tmp_path))
+    assert facts['in_use'] is None and facts['users_unreadable'] == [4242]
+
+
+def test_a_seen_user_is_in_use_even_with_unreadable_others(tmp_path, monkeypatch):
+    _proc(tmp_path, 900, 'qemu-system-x86', ['qemu-system-x86_64', '-name', 'plain'], ['/dev/vhost-blk'])
+    _proc(tmp_path, 77, 'sshd', ['sshd'], ['/dev/null'])
+    _unreadable_fds(monkeypatch, 77)
+    facts = host.device_facts(str(tmp_path))
+    assert facts['in_use'] is True and [u['pid'] for u in facts['users']] == [900]
+
+
+def test_a_vanished_process_is_not_unreadable(tmp_path):
+    (tmp_path / 'proc' / '31337').mkdir(parents=True)   # no fd directory: exited meanwhile
+    assert host.device_users(str(tmp_path)) == ([], [])
+    assert host.device_facts(str(tmp_path))['in_use'] is False
 
 
 def test_device_facts_missing_node(tmp_path):
     facts = host.device_facts(str(tmp_path))
-    assert facts['exists'] is False and facts['users'] == []
+    assert facts['exists'] is False and facts['users'] == [] and facts['in_use'] is False
 
 
 def test_device_facts_regular_file_stands_in(tmp_path):
