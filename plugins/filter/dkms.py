@@ -7,9 +7,9 @@ DOCUMENTATION = r"""
 name: dkms_installed
 short_description: Kernel releases for which DKMS reports a module as installed
 description:
-  - Parses the lines of C(dkms status) (dkms 2.8 and 3.x formats, for example
+  - "Parses the lines of C(dkms status) (dkms 2.8 and 3.x formats, for example
     C(vhost-blk/0.1.0, 6.12.38+deb13-amd64, x86_64: installed)) and returns the kernel releases
-    whose state is C(installed), in the order they appear.
+    whose state is C(installed), in the order they appear."
   - Kernel releases are compared as plain strings, so C(+deb13) or C(~bpo) releases match exactly.
 options:
   _input:

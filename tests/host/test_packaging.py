@@ -356,7 +356,7 @@ def test_cache_lock_serialises_two_runs(tmp_path):
     """Two runs building the same cache entry take turns (pkgcommon.locked): the second one
     enters only after the first one left."""
     code = HOLDER.format(pkg=str(PKG), lock=str(tmp_path / "entry" / ".lock"))
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _i in range(2)]
     spans = sorted(tuple(map(float, p.communicate(timeout=30)[0].split()[-2:])) for p in procs)
     assert all(p.returncode == 0 for p in procs)
     assert spans[1][0] >= spans[0][1], f"both runs held the lock at once: {spans}"

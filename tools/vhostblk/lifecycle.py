@@ -97,7 +97,7 @@ class Lifecycle:
         try:
             n = min(self.qsize // 3, 32)  # three descriptors each: header, data, status
             span = 8
-            datas = [self.rnd.randbytes(span * V.SECTOR) for _ in range(n)]
+            datas = [self.rnd.randbytes(span * V.SECTOR) for _i in range(n)]
             reqs = [s.submit(0, write_req(s, 64 + i * span, d)) for i, d in enumerate(datas)]
             s.kick_now(0)
             s.dev.set_backend(self.fd, 0)
