@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 
 
-from ansible_collections.vhostblk.fleet.plugins.filter.dkms import dkms_installed
+from ansible_collections.vhostblk.fleet.plugins.filter.dkms_installed import dkms_installed
 
 STATUS = [
     "vhost-blk/0.1.0, 6.1.0-56-amd64, x86_64: installed",
