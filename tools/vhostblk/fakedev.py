@@ -159,6 +159,9 @@ class FakeVhostBlk:
             size = os.lseek(fd, 0, os.SEEK_END) if stat.S_ISBLK(st.st_mode) else st.st_size
             self.capacity = size // V.SECTOR
         os.write(self._stop_w, b"r")
+        for vq in self.vrings:  # the module kicks every queue after a swap
+            if vq.kick >= 0:
+                os.eventfd_write(vq.kick, 1)
 
     def get_info(self):
         a = self.abi
@@ -222,7 +225,8 @@ class FakeVhostBlk:
                     os.eventfd_read(fd)
                 except (BlockingIOError, OSError):
                     continue
-                self._process(kicks[fd])
+                with self._lock:  # set_backend waits for the request being served, as the module drains
+                    self._process(kicks[fd])
 
     def _process(self, q):
         vq = self.vrings[q]
