@@ -174,7 +174,7 @@ class StructDef:
         return out
 
 
-def _parse_structs(text):
+def _parse_structs(text, consts):
     structs = {}
     for m in re.finditer(r"struct\s+(\w+)\s*\{(.*?)\}\s*;", text, flags=re.S):
         fields = []
@@ -185,7 +185,7 @@ def _parse_structs(text):
             fm = re.fullmatch(r"(unsigned int|\w+)\s+(\w+)\s*(?:\[\s*(\w+)\s*\])?", decl)
             if not fm or fm.group(1) not in _CTYPES:
                 raise ValueError(f"struct {m.group(1)}: cannot parse field '{decl}'")
-            count = int(fm.group(3), 0) if fm.group(3) else 1
+            count = _eval_int(fm.group(3), consts) if fm.group(3) else 1
             fields.append((fm.group(2), fm.group(1), count))
         structs[m.group(1)] = StructDef(m.group(1), fields)
     return structs
@@ -216,16 +216,23 @@ class Abi:
     def __init__(self, path=None):
         self.path = Path(path) if path else find_header()
         text = _strip_comments(self.path.read_text())
-        self.structs = _parse_structs(text)
+        defines = [(m.group(1), m.group(2))
+                   for m in re.finditer(r"^[ \t]*#define[ \t]+(\w+)[ \t]+(.+?)[ \t]*$", text, flags=re.M)
+                   if not m.group(1).startswith("_UAPI")]
+        ioctl_re = r"(_IOW?R?|_IO)\(\s*(\w+)\s*,\s*(\w+)\s*(?:,\s*(.+?))?\)"
         self.consts = {"VHOST_VIRTIO": VHOST_VIRTIO}
         self.strings = {}
+        # constants first: array sizes in the structures use them, ioctl numbers use the structures
+        for name, val in defines:
+            if re.fullmatch(r'"[^"]*"', val):
+                self.strings[name] = val[1:-1]
+            elif not re.fullmatch(ioctl_re, val):
+                self.consts[name] = _eval_int(val, self.consts)
+        self.structs = _parse_structs(text, self.consts)
         self.ioctls = dict(STD_IOCTLS)
         self.our_ioctls = {}
-        for m in re.finditer(r"^[ \t]*#define[ \t]+(\w+)[ \t]+(.+?)[ \t]*$", text, flags=re.M):
-            name, val = m.group(1), m.group(2)
-            if name.startswith("_UAPI"):
-                continue
-            im = re.fullmatch(r"(_IOW?R?|_IO)\(\s*(\w+)\s*,\s*(\w+)\s*(?:,\s*(.+?))?\)", val)
+        for name, val in defines:
+            im = re.fullmatch(ioctl_re, val)
             if im:
                 typ = _eval_int(im.group(2), self.consts)
                 nr = _eval_int(im.group(3), self.consts)
@@ -236,10 +243,6 @@ class Abi:
                     num = _IOC_MACROS[im.group(1)](typ, nr, self._sizeof(arg))
                 self.ioctls[name] = num
                 self.our_ioctls[name] = num
-            elif re.fullmatch(r'"[^"]*"', val):
-                self.strings[name] = val[1:-1]
-            else:
-                self.consts[name] = _eval_int(val, self.consts)
 
     def _sizeof(self, ctype):
         ctype = " ".join(ctype.split())

@@ -65,10 +65,40 @@ struct vhost_blk_info {
 	__u32 blk_size;		/* logical block size of the backend, bytes */
 	__u32 flags;		/* VHOST_BLK_INFO_F_* */
 	__u64 inflight;		/* requests currently submitted to the backend */
-	__u64 reserved[4];
+	/*
+	 * Topology and limits, for the VMM's virtio_blk_config (0 without backend
+	 * where they describe the backend). Added in place of reserved words: the
+	 * structure size, and so the ioctl number, did not change.
+	 */
+	__u32 phys_blk_size;	/* physical block size of the backend, bytes */
+	__u32 opt_io_size;	/* optimal I/O size of the backend, bytes (0: none) */
+	__u32 max_sectors;	/* longest read/write request, 512-byte sectors */
+	__u32 discard_granularity;	/* bytes; 0 unless INFO_F_DISCARD */
+	__u32 max_discard_sectors;	/* per segment; 0 unless INFO_F_DISCARD */
+	__u32 max_write_zeroes_sectors;	/* per segment; 0 unless INFO_F_WRITE_ZEROES */
+	__u32 max_dwz_seg;	/* segments per DISCARD / WRITE_ZEROES request */
+	__u32 reserved;		/* zero */
+};
+
+/* Length of a virtio-blk serial (VIRTIO_BLK_ID_BYTES). */
+#define VHOST_BLK_SERIAL_BYTES		20
+
+/*
+ * VHOST_BLK_SET_SERIAL: the serial the guest reads with VIRTIO_BLK_T_GET_ID.
+ * len bytes of serial[] are used (len <= VHOST_BLK_SERIAL_BYTES; the rest is
+ * zero-filled, as virtio-blk defines). len == 0 clears it: GET_ID then returns
+ * an empty (all-zero) id. The serial belongs to the device, not the backend: it
+ * survives VHOST_BLK_SET_BACKEND swaps. May be called before VHOST_SET_OWNER.
+ */
+struct vhost_blk_serial {
+	__u32 len;
+	__u32 reserved;		/* must be zero */
+	__u8 serial[VHOST_BLK_SERIAL_BYTES];
+	__u8 pad[4];		/* must be zero */
 };
 
 #define VHOST_BLK_SET_BACKEND	_IOW(VHOST_VIRTIO, 0xB0, struct vhost_blk_backend)
 #define VHOST_BLK_GET_INFO	_IOR(VHOST_VIRTIO, 0xB1, struct vhost_blk_info)
+#define VHOST_BLK_SET_SERIAL	_IOW(VHOST_VIRTIO, 0xB2, struct vhost_blk_serial)
 
 #endif /* _UAPI_LINUX_VHOST_BLK_H */
