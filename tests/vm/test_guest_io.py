@@ -17,6 +17,7 @@ import re
 import pytest
 from vmharness import l2, l2_fio
 from vmharness.l1_vhostblk import FIRMWARE, FIRMWARE_ARGS, QEMU_IN_L1, vhostblk_l1
+from vmharness.l2_pattern import console_value, disk_pattern_sh
 from vmharness.l2_tools import DISK_AT_SH, build_tools_disk, pci_addr
 
 MIB = 8
@@ -31,30 +32,7 @@ FIO = {"filename": "$DISK_file_q4:$DISK_blockdev_q1", "offset": "16M", "size": "
 FIO_BYTES = 4 << 20
 
 
-def _disk_sh(label, slot):
-    var = "DISK_" + label.replace("-", "_")
-    return f"""
-{var}=$(disk_at {slot:02x})
-DISK=${var}
-test -b "$DISK" || {{ echo "NO-DISK: no block device at PCI slot {slot:02x}"; exit 1; }}
-d=${{DISK#/dev/}}
-echo "QUEUES {label} $(ls /sys/block/$d/mq | wc -l)"
-dd if=/dev/urandom of=/tmp/pat bs=1M count={MIB} 2>/dev/null
-i=0
-while [ $i -lt {MIB} ]; do
-  dd if=/tmp/pat of=$DISK bs=1M skip=$i seek=$i count=1 conv=notrunc 2>/dev/null &
-  i=$((i + 1))
-done
-wait
-sync
-blockdev --flushbufs $DISK
-echo 3 > /proc/sys/vm/drop_caches
-echo "GUEST-SHA {label} $(sha256sum /tmp/pat | cut -d' ' -f1)"
-echo "READBACK-SHA {label} $(dd if=$DISK bs=1M count={MIB} 2>/dev/null | sha256sum | cut -d' ' -f1)"
-"""
-
-
-PAYLOAD = DISK_AT_SH + "".join(_disk_sh(label, d["slot"]) for label, d in DISKS.items())
+PAYLOAD = DISK_AT_SH + "".join(disk_pattern_sh(label, d["slot"], MIB) for label, d in DISKS.items())
 FIO_CHECK = ('echo "PHASE fio-start $(cut -d" " -f1 /proc/uptime)"\n' + l2_fio.fio_sh("verify", FIO)
              + "".join(f"blockdev --flushbufs $DISK_{label.replace('-', '_')}\n" for label in DISKS)
              + 'echo "PHASE fio-done $(cut -d" " -f1 /proc/uptime)"\n')
@@ -100,17 +78,11 @@ def guest(hv, tools):
 RESULTS = {}
 
 
-def _value(console, key, label):
-    m = re.search(rf"^{key} {label} (\S+)", console, re.M)
-    assert m, f"no {key} for {label} on the console:\n{console[-3000:]}"
-    return m.group(1)
-
-
 @pytest.mark.parametrize("label", sorted(DISKS))
 def test_guest_io_byte_for_byte(hv, guest, label, evidence):
     console, backings = guest
-    guest_sha, back_sha = _value(console, "GUEST-SHA", label), _value(console, "READBACK-SHA", label)
-    seen_queues = int(_value(console, "QUEUES", label))
+    guest_sha, back_sha = console_value(console, "GUEST-SHA", label), console_value(console, "READBACK-SHA", label)
+    seen_queues = int(console_value(console, "QUEUES", label))
     on_l1 = hv.run(f"head -c {MIB}M {backings[label]} | sha256sum | cut -d' ' -f1").stdout.strip()
     RESULTS[label] = (guest_sha, back_sha, on_l1)
     evidence(f"guest I/O {label} ({backings[label]}): guest wrote {guest_sha}, read back {back_sha}, "

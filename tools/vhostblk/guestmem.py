@@ -1,8 +1,14 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Guest RAM: one anonymous mapping, guest physical address 0 = first byte."""
+"""Guest RAM: one shared memfd mapping, guest physical address 0 = first byte."""
 
 import ctypes
 import mmap
+import os
+import weakref
+
+# Live guest memories by user-space address, so that a vhost-user front end can find the memfd
+# behind an address of the memory table (kernel vhost takes addresses, vhost-user takes fds).
+_LIVE = weakref.WeakValueDictionary()
 
 
 class OutOfGuestMemory(MemoryError):
@@ -10,7 +16,7 @@ class OutOfGuestMemory(MemoryError):
 
 
 class GuestMemory:
-    """Anonymous shared mapping with a bump allocator.
+    """Shared mapping of a memfd (``fd``) with a bump allocator.
 
     GPAs are offsets into the mapping; the vhost memory table maps GPA 0 to
     the mapping's user-space address (``hva``). The first page is never
@@ -20,20 +26,26 @@ class GuestMemory:
     def __init__(self, size, gpa_base=0):
         self.size = size
         self.gpa_base = gpa_base
-        self.mm = mmap.mmap(-1, size, flags=mmap.MAP_SHARED | mmap.MAP_ANONYMOUS,
+        self.fd = os.memfd_create("vhostblk-guest-ram", os.MFD_CLOEXEC)
+        os.ftruncate(self.fd, size)
+        self.mm = mmap.mmap(self.fd, size, flags=mmap.MAP_SHARED,
                             prot=mmap.PROT_READ | mmap.PROT_WRITE)
         self._anchor = ctypes.c_char.from_buffer(self.mm)
         self.hva = ctypes.addressof(self._anchor)
+        _LIVE[self.hva] = self
         self.view = memoryview(self.mm)
         self._next = 4096
 
     def close(self):
         if self.mm is None:
             return
+        _LIVE.pop(self.hva, None)
         self.view.release()
         del self._anchor
         self.mm.close()
         self.mm = None
+        os.close(self.fd)
+        self.fd = -1
 
     def __enter__(self):
         return self
@@ -88,3 +100,11 @@ class GuestMemory:
     def fill(self, gpa, length, byte=0):
         o = self.off(gpa)
         self.mm[o:o + length] = bytes([byte]) * length
+
+
+def backing_of(hva):
+    """(memfd, offset in it) behind a user-space address of a live GuestMemory."""
+    for mem in list(_LIVE.values()):
+        if mem.hva <= hva < mem.hva + mem.size:
+            return mem.fd, hva - mem.hva
+    raise ValueError(f"address {hva:#x} is not in any guest memory of this process")

@@ -1,0 +1,222 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""vhost-blk-user (tools/vhostblk/vu_*.py) against a vhost-user front end, without a VM.
+
+The daemon runs as its own process with the in-process model of /dev/vhost-blk (``--fake``):
+guest memory is a memfd that the test maps and the daemon maps again, so ring addresses, memory
+translation and eventfd passing are exercised across two address spaces, as with QEMU. The real
+module behind the same daemon, with Debian's QEMU as the front end, is tests/vm/test_vhost_user.py.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tools"))
+
+from vhostblk import blkops  # noqa: E402
+from vhostblk import virtio as V  # noqa: E402
+from vhostblk.driver import Session  # noqa: E402
+from vhostblk.vu_config import CONFIG, FIELDS  # noqa: E402
+from vhostblk.vu_front import VhostUserFront  # noqa: E402
+from vhostblk.vu_proto import HEADER, MEM_HEADER, MEM_REGION, U64, Message, Req, send_message  # noqa: E402
+
+SIZE = 8 << 20
+
+
+class Daemon:
+    def __init__(self, tmp_path, *extra, size=SIZE):
+        self.sock = str(tmp_path / "d.sock")
+        self.backing = tmp_path / "disk.raw"
+        if not self.backing.exists():
+            self.backing.write_bytes(bytes(size))
+        self.log = tmp_path / "daemon.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vhostblk.vu_daemon", "--fake", "--cache", "writeback", "--socket", self.sock,
+             "--backing", str(self.backing), *extra],
+            cwd=REPO / "tools", stderr=open(self.log, "w"), stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while not os.path.exists(self.sock):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"daemon did not start: {self.log.read_text()}")
+            time.sleep(0.05)
+
+    def text(self):
+        return self.log.read_text()
+
+    def stop(self):
+        self.proc.terminate()
+        rc = self.proc.wait(10)
+        return rc
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    d = Daemon(tmp_path)
+    yield d
+    if d.proc.poll() is None:
+        d.stop()
+
+
+def pattern(n, seed):
+    return bytes((i * 131 + seed * 7 + (i >> 9)) & 0xFF for i in range(n))
+
+
+def test_guest_writes_land_on_the_backing_through_the_daemon(daemon):
+    with Session(lambda: VhostUserFront(daemon.sock), mem_size=8 << 20, queues=2,
+                 want=V.bit(V.F_EVENT_IDX) | V.bit(V.BLK_F_FLUSH) | V.bit(V.BLK_F_MQ)) as s:
+        s.start()
+        reqs = []
+        for q in range(2):
+            data = pattern(64 << 10, q)
+            reqs.append((q, data, s.submit(q, blkops.write_req(s, q * 1024, data, nsegs=3))))
+            s.notify(q)
+        for q, _data, req in reqs:
+            s.wait([req], timeout=10, queues=[q])
+            assert req.status == V.S_OK
+        s.reset_scratch()
+        for q, data, _ in reqs:
+            rd = s.run(q, [s.submit(q, blkops.read_req(s, q * 1024, len(data) // 512, nsegs=2))])[0]
+            assert rd.status == V.S_OK
+            assert blkops.read_data(s, rd) == data
+    on_disk = daemon.backing.read_bytes()
+    for q, data, _ in reqs:
+        assert on_disk[q * 1024 * 512:q * 1024 * 512 + len(data)] == data
+    assert "front end disconnected" in daemon.text()
+
+
+def test_config_space_comes_from_the_device(daemon):
+    with VhostUserFront(daemon.sock) as f:
+        cfg = dict(zip(FIELDS, CONFIG.unpack(f.get_config(0, CONFIG.size))))
+        assert cfg["capacity"] == SIZE // 512
+        assert cfg["blk_size"] == 512 and cfg["seg_max"] > 0 and cfg["num_queues"] == f.max_queues
+        assert f.get_features() & V.bit(V.BLK_F_SIZE_MAX)
+        # a window into the middle, and bytes past the known fields read as zero
+        assert f.get_config(8, 8) == CONFIG.pack(*(cfg[k] for k in FIELDS))[8:16]
+        assert f.get_config(200, 16) == bytes(16)
+
+
+def test_restart_of_the_front_end_gets_a_fresh_device(daemon):
+    """A reconnecting QEMU starts over; data written in the first session is still there."""
+    data = pattern(16 << 10, 5)
+    with Session(lambda: VhostUserFront(daemon.sock), mem_size=4 << 20) as s:
+        s.start()
+        assert s.run(0, [s.submit(0, blkops.write_req(s, 64, data))])[0].status == V.S_OK
+    with Session(lambda: VhostUserFront(daemon.sock), mem_size=4 << 20) as s:
+        s.start()
+        rd = s.run(0, [s.submit(0, blkops.read_req(s, 64, len(data) // 512))])[0]
+        assert rd.status == V.S_OK and blkops.read_data(s, rd) == data
+    assert "session 2" in daemon.text()
+
+
+def _raw_client(path):
+    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    c.settimeout(10)
+    c.connect(path)
+    return c
+
+
+def _dropped(c):
+    """True when the daemon closed the connection."""
+    try:
+        return c.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def _still_serves(daemon):
+    with VhostUserFront(daemon.sock) as f:
+        return f.get_features() & V.bit(V.F_VERSION_1)
+
+
+@pytest.mark.parametrize("case", ["unknown-request", "bad-version", "huge-payload", "short-payload",
+                                  "region-beyond-fd", "regions-without-fds", "vring-out-of-range",
+                                  "addr-outside-memory"])
+def test_bad_input_drops_that_connection_only(daemon, case):
+    c = _raw_client(daemon.sock)
+    if case == "unknown-request":
+        send_message(c, Message(999))
+    elif case == "bad-version":
+        c.sendall(HEADER.pack(Req.GET_FEATURES, 0x2, 0))
+    elif case == "huge-payload":
+        c.sendall(HEADER.pack(Req.SET_FEATURES, 0x1, 1 << 20))
+    elif case == "short-payload":
+        send_message(c, Message(Req.SET_FEATURES, b"\1\2"))
+    elif case == "region-beyond-fd":
+        fd = os.memfd_create("small")
+        os.ftruncate(fd, 4096)
+        send_message(c, Message(Req.SET_MEM_TABLE, MEM_HEADER.pack(1, 0) + MEM_REGION.pack(0, 1 << 20, 1 << 30, 0),
+                                [fd]))
+        os.close(fd)
+    elif case == "regions-without-fds":
+        send_message(c, Message(Req.SET_MEM_TABLE, MEM_HEADER.pack(2, 0) + MEM_REGION.pack(0, 4096, 0, 0) * 2))
+    elif case == "vring-out-of-range":
+        send_message(c, Message(Req.SET_VRING_NUM, (200).to_bytes(4, "little") + (128).to_bytes(4, "little")))
+    elif case == "addr-outside-memory":
+        fd = os.memfd_create("ram")
+        os.ftruncate(fd, 1 << 20)
+        send_message(c, Message(Req.SET_MEM_TABLE, MEM_HEADER.pack(1, 0) + MEM_REGION.pack(0, 1 << 20, 1 << 40, 0),
+                                [fd]))
+        os.close(fd)
+        send_message(c, Message(Req.SET_VRING_ADDR, (0).to_bytes(8, "little") + (1 << 50).to_bytes(8, "little") * 4))
+    assert _dropped(c), case
+    c.close()
+    assert daemon.proc.poll() is None, daemon.text()
+    assert _still_serves(daemon)
+    assert "dropping the front end" in daemon.text()
+
+
+def test_second_client_is_refused_and_the_first_keeps_working(daemon):
+    with VhostUserFront(daemon.sock) as first:
+        second = _raw_client(daemon.sock)
+        assert _dropped(second)
+        second.close()
+        send_message(first.sock, Message(Req.GET_QUEUE_NUM))
+        assert first._reply(Req.GET_QUEUE_NUM).u64() >= 1
+    assert "refused a second client" in daemon.text()
+
+
+def test_reply_ack_reports_a_kernel_refusal(daemon):
+    """SET_VRING_NUM with a size the device refuses: REPLY_ACK says so, the connection stays."""
+    with VhostUserFront(daemon.sock) as f:
+        with pytest.raises(OSError):
+            f.set_vring_num(0, 3)         # not a power of two
+        f.set_vring_num(0, 128)
+
+
+def test_features_not_offered_are_refused(daemon):
+    with VhostUserFront(daemon.sock) as f:
+        send_message(f.sock, Message(Req.SET_FEATURES, U64.pack(1 << 60)))
+        assert _dropped(f.sock)
+
+
+def test_backing_is_locked_against_a_second_daemon(daemon, tmp_path):
+    other = subprocess.run([sys.executable, "-m", "vhostblk.vu_daemon", "--fake", "--cache", "writeback",
+                            "--socket", str(tmp_path / "other.sock"), "--backing", str(daemon.backing)],
+                           cwd=REPO / "tools", capture_output=True, text=True, timeout=30)
+    assert other.returncode == 2 and "locked by another vhost-blk-user" in other.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--serial", "x" * 21], "at most 20 ASCII characters"),
+    (["--queues", "0"], "--queues 0"),
+    (["--socket-group", "no-such-group-here"], "no such group"),
+])
+def test_bad_options_fail_before_listening(tmp_path, args, message):
+    (tmp_path / "b.raw").write_bytes(bytes(4096))
+    res = subprocess.run([sys.executable, "-m", "vhostblk.vu_daemon", "--fake", "--cache", "writeback",
+                          "--socket", str(tmp_path / "s.sock"), "--backing", str(tmp_path / "b.raw"), *args],
+                         cwd=REPO / "tools", capture_output=True, text=True, timeout=30)
+    assert res.returncode == 2 and message in res.stderr, res.stderr
+    assert not (tmp_path / "s.sock").exists()
+
+
+def test_sigterm_removes_the_socket(daemon):
+    assert daemon.stop() == 0
+    assert not os.path.exists(daemon.sock)
+    assert "stopped after" in daemon.text()
