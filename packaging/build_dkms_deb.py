@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Build the vhost-blk-dkms .deb (debhelper + dh-dkms) in a temporary build directory.
+"""Build the vhost-blk-dkms and vhost-blk-tools .debs (debhelper + dh-dkms) in a temporary build directory.
 
     packaging/build_dkms_deb.py --out DIR [--lintian] [--keep-build]
 
 The version comes from kmod-src/VERSION only. Everything generated (debian/changelog,
 dkms.conf from kmod-src/dkms.conf.in, debian/*.install with the versioned path) is written
-into the temporary build tree, never into the repository. The package ships
+into the temporary build tree, never into the repository. vhost-blk-dkms ships
   /usr/src/vhost-blk-VERSION/            module source, include/uapi header, dkms.conf
-  /usr/lib/vhost-blk/vhostblk/           the exerciser (python3 -m vhostblk)
+and vhost-blk-tools (needed with the prebuilt module packages too)
+  /usr/lib/vhost-blk/vhostblk/           the exerciser and the vhost-user back end (Python)
+  /usr/lib/vhost-blk/vhost_blk.h         the ABI header they read
   /usr/sbin/vhost-blk-selftest           wrapper: modprobe if needed, run the selftest
-The exerciser finds the ABI header under /usr/src/vhost-blk-*/include/uapi/linux/.
+  /usr/sbin/vhost-blk-user               the vhost-user back end, one process per disk
+  /lib/systemd/system/vhost-blk-user@.service, the vhost-blk system user, /run/vhost-blk
 """
 
 import argparse
@@ -52,7 +55,9 @@ def prepare_tree(build, version, epoch):
     (tree / "kmod-doc").mkdir()
     shutil.copy2(pc.KMOD_SRC / "README.md", tree / "kmod-doc" / "README.md")
     pc.copy_exerciser(tree / "vhostblk")
-    for name in ("vhost-blk-selftest", "vhost-blk-selftest.8"):
+    shutil.copy2(pc.KMOD_SRC / "include" / "uapi" / "linux" / "vhost_blk.h", tree / "vhost_blk.h")
+    for name in ("vhost-blk-selftest", "vhost-blk-selftest.8", "vhost-blk-user", "vhost-blk-user.8",
+                 "vhost-blk-user@.service"):
         shutil.copy2(pc.FILES / name, tree / name)
     return tree
 
@@ -65,15 +70,15 @@ def build(tree, epoch):
                              cwd=tree, env=env, stdout=fh, stderr=subprocess.STDOUT, check=False)
     if res.returncode:
         raise SystemExit(f"dpkg-buildpackage failed:\n{log.read_text()[-4000:]}")
-    debs = sorted(tree.parent.glob(f"{pc.DKMS_PACKAGE}_*.deb"))
-    if len(debs) != 1:
-        raise SystemExit(f"expected one {pc.DKMS_PACKAGE} deb, found {debs}")
-    return debs[0]
+    debs = [sorted(tree.parent.glob(f"{name}_*.deb")) for name in (pc.DKMS_PACKAGE, pc.TOOLS_PACKAGE)]
+    if [len(d) for d in debs] != [1, 1]:
+        raise SystemExit(f"expected one {pc.DKMS_PACKAGE} and one {pc.TOOLS_PACKAGE} deb, found {debs}")
+    return [d[0] for d in debs]
 
 
-def lintian(deb):
+def lintian(*debs):
     """Run lintian; return (exit status, output)."""
-    res = subprocess.run(["lintian", "--fail-on", "error,warning", "--display-info", str(deb)],
+    res = subprocess.run(["lintian", "--fail-on", "error,warning", "--display-info", *map(str, debs)],
                          capture_output=True, text=True, check=False)
     return res.returncode, (res.stdout + res.stderr).strip()
 
@@ -91,13 +96,14 @@ def main(argv=None):
     build_dir = Path(tempfile.mkdtemp(prefix="pkg-dkmsdeb-"))
     try:
         tree = timer("prepare", prepare_tree, build_dir, version, epoch)
-        deb = timer("dpkg-buildpackage", build, tree, epoch)
+        debs = timer("dpkg-buildpackage", build, tree, epoch)
         args.out.mkdir(parents=True, exist_ok=True)
-        dest = args.out / deb.name
-        shutil.copy2(deb, dest)
-        summary = {"deb": str(dest), "version": version}
+        dests = [args.out / deb.name for deb in debs]
+        for deb, dest in zip(debs, dests):
+            shutil.copy2(deb, dest)
+        summary = {"deb": str(dests[0]), "tools_deb": str(dests[1]), "version": version}
         if args.lintian:
-            rc, out = timer("lintian", lintian, dest)
+            rc, out = timer("lintian", lintian, *dests)
             summary["lintian"] = {"status": rc, "output": out}
         summary["steps"] = timer.steps
         print(json.dumps(summary, indent=2))

@@ -21,6 +21,7 @@ CACHE = Path(os.environ.get("VHOSTBLK_CACHE", "/var/cache/vhostblk-fleet"))
 
 SOURCE_NAME = "vhost-blk"          # DKMS PACKAGE_NAME and /usr/src/<name>-<version>
 DKMS_PACKAGE = "vhost-blk-dkms"
+TOOLS_PACKAGE = "vhost-blk-tools"
 MODULES_PREFIX = "vhost-blk-modules"  # vhost-blk-modules-<kernel release>
 MODULE_NAME = "vhost_blk"
 

@@ -102,6 +102,13 @@ def dkms_deb(work):
 
 
 @pytest.fixture(scope="module")
+def tools_deb(dkms_deb):
+    debs = list(dkms_deb.parent.glob(f"vhost-blk-tools_{VERSION}_all.deb"))
+    assert len(debs) == 1, list(dkms_deb.parent.iterdir())
+    return debs[0]
+
+
+@pytest.fixture(scope="module")
 def kmod_deb(work):
     headers = headers_61()
     if headers is None:
@@ -156,7 +163,8 @@ def test_dkms_deb_control(dkms_deb):
     assert f["Version"] == VERSION
     assert f["Architecture"] == "all"
     depends = [d.strip().split()[0] for d in f["Depends"].split(",")]
-    assert "dkms" in depends and "python3" in depends
+    assert "dkms" in depends
+    assert f["Recommends"] == f"vhost-blk-tools (= {VERSION})"
 
 
 def test_dkms_deb_contents(dkms_deb, work):
@@ -165,9 +173,7 @@ def test_dkms_deb_contents(dkms_deb, work):
     for path in ("dkms.conf", "Kbuild", "Makefile", "VERSION", "main.c", "vblk.h",
                  "include/uapi/linux/vhost_blk.h"):
         assert f"{src}/{path}" in files, path
-    for path in ("__main__.py", "abi.py", "cli.py", "selftest.py"):
-        assert f"/usr/lib/vhost-blk/vhostblk/{path}" in files, path
-    assert files["/usr/sbin/vhost-blk-selftest"].startswith("-rwxr-xr-x")
+    assert not [p for p in files if p.startswith(("/usr/lib/vhost-blk/", "/usr/sbin/"))], "tools belong to vhost-blk-tools"
     assert not [p for p in files if re.search(r"\.(o|ko|pyc|in)$|__pycache__|\.cmd$", p)]
 
     x = work / "dkms-x"
@@ -177,22 +183,52 @@ def test_dkms_deb_contents(dkms_deb, work):
     assert 'BUILT_MODULE_NAME[0]="vhost_blk"' in conf
     header = x / src.lstrip("/") / "include/uapi/linux/vhost_blk.h"
     assert header.read_bytes() == (REPO / "kmod-src/include/uapi/linux/vhost_blk.h").read_bytes()
-    ok(["sh", "-n", x / "usr/sbin/vhost-blk-selftest"])
     # the maintainer scripts from dh_dkms register and remove exactly this version
     scripts = ok(["dpkg-deb", "-I", dkms_deb, "postinst"]) + ok(["dpkg-deb", "-I", dkms_deb, "prerm"])
     assert "DKMS_NAME=vhost-blk" in scripts and f"DKMS_VERSION={VERSION}" in scripts
 
 
-def test_exerciser_searches_where_the_package_puts_the_header(dkms_deb):
+def test_tools_deb_contents(tools_deb, work):
+    f = fields(tools_deb)
+    assert f["Package"] == "vhost-blk-tools" and f["Architecture"] == "all" and "python3" in f["Depends"]
+    files = contents(tools_deb)
+    for path in ("__main__.py", "abi.py", "cli.py", "selftest.py", "vu_daemon.py", "vu_session.py"):
+        assert f"/usr/lib/vhost-blk/vhostblk/{path}" in files, path
+    for exe in ("/usr/sbin/vhost-blk-selftest", "/usr/sbin/vhost-blk-user"):
+        assert files[exe].startswith("-rwxr-xr-x"), exe
+    for path in ("/lib/systemd/system/vhost-blk-user@.service", "/usr/lib/sysusers.d/vhost-blk-tools.conf",
+                 "/usr/lib/tmpfiles.d/vhost-blk-tools.conf", "/usr/share/man/man8/vhost-blk-user.8.gz"):
+        assert path in files, path
+    x = work / "tools-x"
+    ok(["dpkg-deb", "-x", tools_deb, x])
+    assert (x / "usr/lib/vhost-blk/vhost_blk.h").read_bytes() == \
+        (REPO / "kmod-src/include/uapi/linux/vhost_blk.h").read_bytes()
+    for exe in ("vhost-blk-selftest", "vhost-blk-user"):
+        ok(["sh", "-n", x / "usr/sbin" / exe])
+    unit = (x / "lib/systemd/system/vhost-blk-user@.service").read_text()
+    for line in ("User=vhost-blk", "NoNewPrivileges=yes", "DevicePolicy=closed", "DeviceAllow=/dev/vhost-blk rw",
+                 "SupplementaryGroups=kvm", "RuntimeDirectory=vhost-blk"):
+        assert line in unit, line
+    # the user exists before tmpfiles hands /run/vhost-blk to it
+    postinst = ok(["dpkg-deb", "-I", tools_deb, "postinst"])
+    assert 0 <= postinst.index("systemd-sysusers") < postinst.index("systemd-tmpfiles")
+    # the wrapper runs the daemon from where the package puts it
+    wrapper = (x / "usr/sbin/vhost-blk-user").read_text().replace("/usr/lib/vhost-blk", str(x / "usr/lib/vhost-blk"))
+    res = run(["sh", "-c", wrapper, "vhost-blk-user", "--help"])
+    assert res.returncode == 0 and "--backing" in res.stdout, res.stdout + res.stderr
+
+
+def test_exerciser_searches_where_the_packages_put_the_header(dkms_deb, tools_deb):
     from vhostblk import abi
-    files = contents(dkms_deb)
     pattern = f"/usr/src/vhost-blk-*/{abi.HEADER_REL}"
-    assert [p for p in files if fnmatch.fnmatch(p, pattern)], pattern
-    assert "/usr/src/vhost-blk-*" in Path(abi.__file__).read_text()
+    assert [p for p in contents(dkms_deb) if fnmatch.fnmatch(p, pattern)], pattern
+    assert "/usr/lib/vhost-blk/vhost_blk.h" in contents(tools_deb)
+    text = Path(abi.__file__).read_text()
+    assert "/usr/src/vhost-blk-*" in text and "/usr/lib/vhost-blk/vhost_blk.h" in text
 
 
-def test_debs_are_lintian_clean(dkms_deb, kmod_deb):
-    res = run(["lintian", "--fail-on", "error,warning", dkms_deb, kmod_deb[1]])
+def test_debs_are_lintian_clean(dkms_deb, tools_deb, kmod_deb):
+    res = run(["lintian", "--fail-on", "error,warning", dkms_deb, tools_deb, kmod_deb[1]])
     tags = [ln for ln in res.stdout.splitlines() if re.match(r"^[EW]: ", ln)]
     assert res.returncode == 0 and not tags, res.stdout + res.stderr
 
@@ -285,6 +321,7 @@ def test_packages_index_lists_both_packages(repo, kmod_deb):
     out, _meta = repo
     packages = (out / "dists" / SUITE / "main/binary-amd64/Packages").read_text()
     assert f"Package: vhost-blk-dkms\nSource: vhost-blk\nVersion: {VERSION}\n" in packages
+    assert f"Package: vhost-blk-tools\nSource: vhost-blk\nVersion: {VERSION}\n" in packages
     assert f"Package: vhost-blk-modules-{kmod_deb[0]}\n" in packages
     assert f"Package: {PROBE}\n" in packages and "-dbgsym" not in packages
     for m in re.finditer(r"^Filename: (\S+)$", packages, re.M):

@@ -88,7 +88,7 @@ HEADER_REL = Path("include/uapi/linux/vhost_blk.h")
 
 
 def find_header():
-    """Locate vhost_blk.h: $VHOST_BLK_UAPI_HEADER, the repo, then /usr/src."""
+    """Locate vhost_blk.h: $VHOST_BLK_UAPI_HEADER, the repo, /usr/src (dkms), /usr/lib/vhost-blk (tools)."""
     env = os.environ.get("VHOST_BLK_UAPI_HEADER")
     if env:
         if not os.path.isfile(env):
@@ -99,6 +99,8 @@ def find_header():
         return repo
     for cand in sorted(glob.glob(f"/usr/src/vhost-blk-*/{HEADER_REL}"), reverse=True):
         return Path(cand)
+    if os.path.isfile("/usr/lib/vhost-blk/vhost_blk.h"):      # vhost-blk-tools
+        return Path("/usr/lib/vhost-blk/vhost_blk.h")
     if os.path.isfile("/usr/include/linux/vhost_blk.h"):
         return Path("/usr/include/linux/vhost_blk.h")
     raise FileNotFoundError(
