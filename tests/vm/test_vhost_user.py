@@ -63,7 +63,8 @@ def hv(tmp_path_factory):
 
 def start_daemon(hv, *extra):
     hv.run(f"rm -f {BACKING} && truncate -s 64M {BACKING}")
-    pid = hv.run(f"cd {TOOLS} && VHOST_BLK_UAPI_HEADER={TOOLS}/vhost_blk.h setsid python3 -m vhostblk.vu_daemon "
+    # the background job is the daemon alone (with its own stdio), so the ssh session can end
+    pid = hv.run(f"cd {TOOLS}; VHOST_BLK_UAPI_HEADER={TOOLS}/vhost_blk.h setsid python3 -m vhostblk.vu_daemon "
                  f"--socket {SOCK} --backing {BACKING} --serial {SERIAL} --queues {QUEUES} {' '.join(extra)} "
                  f"</dev/null >/var/tmp/vu.log 2>&1 & echo $!").stdout.strip()
     hv.run(f"for i in $(seq 100); do test -S {SOCK} && exit 0; sleep 0.1; done; cat /var/tmp/vu.log; exit 1")
