@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Rewrite patch 0001 of every QEMU series so that its vendored vhost_blk.h is the uapi header again.
 
@@ -24,7 +23,7 @@ def git_blob_id(data: bytes) -> str:
 def refreshed(patch: str, header: bytes) -> str:
     lines = header.decode().splitlines()
     n = len(lines)
-    head, sep, _ = patch.partition("\n---\n")
+    head, sep, _rest = patch.partition("\n---\n")
     if not sep:
         raise ValueError("no '---' line after the patch description")
     stat = (f" {VENDORED} | {n} {'+' * min(n, 33)}\n 1 file changed, {n} insertions(+)\n"

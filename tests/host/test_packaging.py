@@ -173,7 +173,8 @@ def test_dkms_deb_contents(dkms_deb, work):
     for path in ("dkms.conf", "Kbuild", "Makefile", "VERSION", "main.c", "vblk.h",
                  "include/uapi/linux/vhost_blk.h"):
         assert f"{src}/{path}" in files, path
-    assert not [p for p in files if p.startswith(("/usr/lib/vhost-blk/", "/usr/sbin/"))], "tools belong to vhost-blk-tools"
+    tools = [p for p in files if p.startswith(("/usr/lib/vhost-blk/", "/usr/sbin/"))]
+    assert not tools, f"these belong to vhost-blk-tools: {tools}"
     assert not [p for p in files if re.search(r"\.(o|ko|pyc|in)$|__pycache__|\.cmd$", p)]
 
     x = work / "dkms-x"

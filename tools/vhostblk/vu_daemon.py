@@ -129,7 +129,7 @@ class Daemon:
             pass
 
     def _accept(self):
-        conn, _ = self.listener.accept()
+        conn, _addr = self.listener.accept()
         conn.setblocking(True)
         if self.client is not None:
             LOG.warning("refused a second client: this disk is already served to a connected front end")
@@ -177,7 +177,7 @@ class Daemon:
 
     def run(self):
         while not self.stopping:
-            for key, _ in self.sel.select():
+            for key, _events in self.sel.select():
                 if key.data == "listen":
                     self._accept()
                 elif key.data == "client" and self.client is not None:
