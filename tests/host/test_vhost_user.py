@@ -220,3 +220,18 @@ def test_sigterm_removes_the_socket(daemon):
     assert daemon.stop() == 0
     assert not os.path.exists(daemon.sock)
     assert "stopped after" in daemon.text()
+
+
+def test_dirty_log_base_is_mapped_and_acknowledged(daemon):
+    """LOG_SHMFD: SET_LOG_BASE carries a memfd; the back end maps it, gives the device its address and
+    answers (QEMU waits for that reply); a log larger than its fd drops the connection."""
+    with VhostUserFront(daemon.sock) as f:
+        fd = os.memfd_create("log")
+        os.ftruncate(fd, 64 << 10)
+        f.set_log_base_fd(fd, 64 << 10)
+        f.set_vring_num(0, 128)                 # the connection is still good
+        with pytest.raises((ConnectionError, OSError)):
+            f.set_log_base_fd(fd, 1 << 20)
+            f.set_vring_num(0, 128)
+        os.close(fd)
+    assert "SET_LOG_BASE: needs bytes up to" in daemon.text()
