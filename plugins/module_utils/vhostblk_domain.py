@@ -25,6 +25,10 @@ import xml.etree.ElementTree as ET
 
 QEMU_NS = 'http://libvirt.org/schemas/domain/qemu/1.0'
 QEMU_PREFIX = 'qemu'
+# Our own <metadata> namespace: what libvirt cannot hold of vhost-user disks
+# (see vhostblk_vhostuser).  Never change it: definitions out there carry it.
+META_NS = 'http://vhostblk.fleet/xmlns/libvirt/domain/1.0'
+META_PREFIX = 'vhostblk'
 DEVICE_DRIVER = 'vhost-blk-pci'
 DEVICE_OPTION = '-device'
 
@@ -53,6 +57,7 @@ _CMDLINE = f'{{{QEMU_NS}}}commandline'
 _ARG = f'{{{QEMU_NS}}}arg'
 
 ET.register_namespace(QEMU_PREFIX, QEMU_NS)
+ET.register_namespace(META_PREFIX, META_NS)
 
 
 class VhostBlkError(Exception):
@@ -204,7 +209,7 @@ def parse_xml(xml_text):
         xml_text = xml_text.decode('utf-8')
     try:
         for _dummy, (prefix, uri) in ET.iterparse(io.StringIO(xml_text), events=('start-ns',)):
-            if prefix and not re.match(r'^ns\d+$', prefix) and uri != QEMU_NS:
+            if prefix and not re.match(r'^ns\d+$', prefix) and uri not in (QEMU_NS, META_NS):
                 ET.register_namespace(prefix, uri)
         root = ET.fromstring(xml_text)
     except ET.ParseError as exc:
@@ -304,6 +309,12 @@ def native_disks(root):
     return disks
 
 
+def vhostuser_backings(root):
+    """Backings of the vhost-user disks of a domain, from our metadata: dicts with id, path, readonly."""
+    return [{'id': node.get('id'), 'path': node.get('path'), 'readonly': node.get('readonly') == 'yes'}
+            for node in root.findall(f'./metadata/{{{META_NS}}}disks/{{{META_NS}}}disk')]
+
+
 def boot_orders(root):
     """Boot orders set on native devices (<boot order='N'/>)."""
     orders = []
@@ -381,27 +392,32 @@ def _identity(path):
 def path_users(root, name=None):
     """Who uses which path in a domain: dicts with domain, what, id, path, readonly.
 
-    ``what`` is 'disk' (native <disk>, id = target dev) or 'vhost-blk disk'.
+    ``what`` is 'disk' (native <disk>, id = target dev), 'vhost-blk disk' (qemu-device) or
+    'vhost-user disk'.
     """
     name = name or domain_name(root)
     users = [{'domain': name, 'what': 'disk', 'id': disk['target'], 'path': disk['path'],
               'readonly': disk['readonly']} for disk in native_disks(root) if disk['path']]
     users.extend({'domain': name, 'what': 'vhost-blk disk', 'id': disk['id'], 'path': disk['path'],
                   'readonly': disk['readonly']} for disk in vhostblk_disks(root) if disk['path'])
+    users.extend({'domain': name, 'what': 'vhost-user disk', 'id': disk['id'], 'path': disk['path'],
+                  'readonly': disk['readonly']} for disk in vhostuser_backings(root) if disk['path'])
     return users
 
 
-def check_conflicts(root, spec, other_domains=(), resolve=_identity):
+def check_conflicts(root, spec, other_domains=(), resolve=_identity, what='vhost-blk disk', replaced=None):
     """Raise VhostBlkError if ``spec`` clashes with the domain or other domains.
 
     other_domains: iterable of (name, root) pairs.  resolve: maps a path to a
     comparable form (e.g. os.path.realpath).  Sharing a path is allowed only when
-    both users are read-only.
+    both users are read-only.  ``what``: the kind of disk ``spec`` is ('vhost-blk disk' or
+    'vhost-user disk'); ``replaced``: target of a native disk the disk replaces (not a user).
     """
     want = resolve(spec['path'])
     name = domain_name(root)
     users = [user for user in path_users(root, name)
-             if not (user['what'] == 'vhost-blk disk' and user['id'] == spec['id'])]
+             if not (user['what'] == what and user['id'] == spec['id'])
+             and not (user['what'] == 'disk' and replaced is not None and user['id'] == replaced)]
     for other_name, other_root in other_domains:
         users.extend(path_users(other_root, other_name))
     for user in users:
@@ -410,7 +426,7 @@ def check_conflicts(root, spec, other_domains=(), resolve=_identity):
                                 f"of domain {user['domain']}")
 
     bootindex = spec['bootindex']
-    if bootindex is None:
+    if bootindex is None or what != 'vhost-blk disk':
         return
     for other in vhostblk_disks(root):
         if other['id'] != spec['id'] and other['bootindex'] == bootindex:

@@ -120,3 +120,31 @@ def other_domains(conn, exclude_name):
         except (libvirt.libvirtError, VhostBlkError):
             continue
     return result
+
+
+# Fallback for virDomainModificationImpact, should the binding lack the name.
+AFFECT_LIVE = 1
+
+
+def _affect_live(libvirt):
+    return getattr(libvirt, 'VIR_DOMAIN_AFFECT_LIVE', AFFECT_LIVE)
+
+
+def attach_live(dom, device_xml):
+    """Hot-plug a device into the running domain only (the persistent definition is defined
+    separately, with everything around the device)."""
+    libvirt = import_libvirt()
+    try:
+        dom.attachDeviceFlags(device_xml, _affect_live(libvirt))
+    except libvirt.libvirtError as exc:
+        raise VhostBlkError(f'libvirt could not hot-plug the disk: {exc}') from exc
+
+
+def detach_live(dom, device_xml):
+    """Hot-unplug a device from the running domain only.  libvirt waits a few seconds for the
+    guest to let go and may return before it has."""
+    libvirt = import_libvirt()
+    try:
+        dom.detachDeviceFlags(device_xml, _affect_live(libvirt))
+    except libvirt.libvirtError as exc:
+        raise VhostBlkError(f'libvirt could not hot-unplug the disk: {exc}') from exc
