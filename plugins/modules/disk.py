@@ -12,8 +12,24 @@ module: disk
 short_description: Manage vhost-blk disks of libvirt domains
 version_added: 0.1.0
 description:
-  - Adds, updates or removes a vhost-blk disk (the C(vhost-blk-pci) QEMU device served by the
-    C(vhost_blk) kernel module) in the persistent definition of a libvirt domain.
+  - Adds, updates or removes a disk of a libvirt domain whose I/O the C(vhost_blk) kernel module
+    serves. Two transports (O(transport)) reach the module.
+  - "V(vhost-user) (the default): a native libvirt C(<disk type='vhostuser'>) connected to a
+    C(vhost-blk-user@INSTANCE) systemd service (package vhost-blk-tools), one per disk. Works
+    with the distribution's QEMU and libvirt. The module writes the disk (C(<driver queues>),
+    C(<source type='unix'>) with C(<reconnect>), C(<target>), C(<boot order>), the user alias
+    C(ua-ID)), gives the domain the shared memory vhost-user needs (C(<memoryBacking>) with
+    C(<source type='memfd'/>) and C(<access mode='shared'/>)), writes
+    C(/etc/vhost-blk/user/INSTANCE.conf) and enables and starts the service (restarting it when
+    its configuration changed). With O(live=true) it also hot-plugs the disk into, or unplugs it
+    from, a running domain."
+  - What libvirt cannot hold for a vhost-user disk (the backing path, the native disk a
+    conversion replaced) is kept in the domain's C(<metadata>), in the namespace
+    C(http://vhostblk.fleet/xmlns/libvirt/domain/1.0).
+  - V(vhost-user) can take over an existing native file or block C(<disk>) (O(convert_from)), keeping
+    its target, PCI address and boot order, and give it back when the disk is removed.
+  - V(qemu-device) (the patched-QEMU path, unchanged) writes a C(vhost-blk-pci) QEMU device. The
+    rest of this description is about it.
   - libvirt has no vhost-blk disk type. The disk is written as one C(-device) argument pair in
     the C(<qemu:commandline>) element of the QEMU domain namespace, which is declared on
     C(<domain>) so the definition survives C(virsh edit).
@@ -26,12 +42,17 @@ description:
     persistent definition only and returns RV(restart_required=true) until the domain is
     restarted with the new definition.
   - libvirt does not label pass-through files. The module therefore sets the ownership of
-    the backing file to the user and group QEMU runs as (see O(manage_ownership)).
+    the backing file to the user and group QEMU runs as (see O(manage_ownership)). With
+    V(vhost-user) QEMU never opens the backing; the module changes its owner to the service's
+    user C(vhost-blk) instead (by C(chown), not an ACL).
 author:
   - vhost-blk fleet developers (@vhostblk)
 requirements:
   - libvirt-python on the managed host
-  - the vhost_blk kernel module (C(/dev/vhost-blk)) and a QEMU with the C(vhost-blk-pci) device
+  - the vhost_blk kernel module (C(/dev/vhost-blk))
+  - "V(vhost-user): the vhost-blk-tools package (C(vhost-blk-user), C(vhost-blk-user@.service), user
+    C(vhost-blk)), systemd, a libvirt with C(<disk type='vhostuser'>) (7.1 or later)"
+  - "V(qemu-device): a QEMU with the C(vhost-blk-pci) device"
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -50,15 +71,76 @@ options:
     description:
       - QEMU id of the disk, for example C(vblk0). Identifies the disk in the domain.
       - Must start with a letter and hold only letters, digits, C(-), C(.) and C(_).
+      - With V(vhost-user) the disk carries the libvirt user alias C(ua-ID).
     type: str
     required: true
     aliases: [alias]
   state:
     description:
       - Whether the disk should be in the definition.
+      - V(absent) with V(vhost-user) also stops and disables the service instance and removes its
+        configuration file, and puts back the native disk a conversion replaced.
     type: str
     choices: [present, absent]
     default: present
+  transport:
+    description:
+      - How the guest reaches the kernel module.
+      - V(vhost-user) is used when not set, except that O(state=absent) removes a V(qemu-device) disk
+        with this O(id) if the domain has one.
+    type: str
+    choices: [vhost-user, qemu-device]
+  target:
+    description:
+      - V(vhost-user) only. Target device of the disk (C(<target dev>)), C(vd) and one to three
+        letters, for example C(vdb). The bus is always C(virtio).
+      - When not set, a disk already defined keeps its target, a converted disk takes the target of
+        the disk it replaces, and a new disk gets the first C(vdX) no disk of the domain uses.
+    type: str
+  live:
+    description:
+      - V(vhost-user) only. Change the running domain too, when it runs. Hot-plugs the disk
+        (C(attachDeviceFlags) with C(VIR_DOMAIN_AFFECT_LIVE)), hot-unplugs it, and replaces it
+        (unplug and plug) when it changed. A conversion unplugs the native disk first; a removal
+        plugs the native disk back.
+      - The running domain must already have shared memory; otherwise the module warns and
+        returns RV(restart_required=true).
+      - Hot-unplug needs the guest's cooperation. When the guest has not let go of a disk after
+        libvirt's wait, the module fails before changing anything else; run it again.
+      - With V(false), a running domain keeps its disks until it is restarted
+        (RV(restart_required)); the service instance of a disk the running domain still uses is
+        not stopped on removal.
+    type: bool
+    default: false
+  convert_from:
+    description:
+      - V(vhost-user) only. Target (for example C(vdb)) of a native C(<disk type='file'>) or
+        C(<disk type='block'>) with C(device='disk') and a raw driver, which the vhost-user disk
+        replaces.
+      - The disk takes over its source path (leave O(path) out), target, PCI address, boot order,
+        serial, queues and read-only flag, unless those options are set. The native disk is
+        recorded in the domain's C(<metadata>) and put back by O(state=absent).
+    type: str
+  instance:
+    description:
+      - V(vhost-user) only. Name of the C(vhost-blk-user@INSTANCE) service instance. Its socket is
+        C(/run/vhost-blk/INSTANCE.sock), its configuration C(/etc/vhost-blk/user/INSTANCE.conf).
+      - Defaults to C(DOMAIN-ID). A domain name with characters other than letters, digits,
+        C(_), C(.) and C(-), or one too long for a socket path, is shortened and tagged with a hash.
+      - A configuration file that another disk (or no run of this module) wrote is not touched.
+    type: str
+  cache:
+    description:
+      - V(vhost-user) only. Host cache mode of the back end, C(--cache). Not set, the back end's
+        default applies (V(none), C(O_DIRECT)).
+    type: str
+    choices: [none, writeback]
+  manage_service:
+    description:
+      - V(vhost-user) only. Write the instance configuration and drive systemd. Set to V(false) to
+        manage only the libvirt definition.
+    type: bool
+    default: true
   path:
     description:
       - Backing raw image file or block device. Required when O(state=present).
@@ -70,25 +152,32 @@ options:
   queues:
     description:
       - Number of virtqueues (C(num-queues)), 1 to 16.
+      - V(vhost-user) writes C(<driver queues>) and passes C(--queues) to the back end.
     type: int
   queue_size:
     description:
       - Size of each virtqueue (C(queue-size)), a power of two from 4 to 1024.
+      - V(vhost-user) writes C(<driver queue_size>).
     type: int
   serial:
     description:
       - Disk serial number seen by the guest, printable ASCII, at most 20 bytes.
-      - Refused for now. vhost-blk ABI 1 cannot hand a serial to the kernel module, so the
+      - V(vhost-user) passes it to the back end (C(--serial)); the guest reads it with
+        C(VIRTIO_BLK_T_GET_ID). libvirt refuses C(<serial>) on vhost-user disks. No white space,
+        quotes, C(\), C($) or C(`).
+      - V(qemu-device) refuses it for now. vhost-blk ABI 1 cannot hand a serial to the kernel module, so the
         C(vhost-blk-pci) device would refuse to start. The option is kept for a later ABI.
     type: str
   readonly:
     description:
-      - Attach the disk read-only (C(read-only=on)).
+      - Attach the disk read-only (C(read-only=on)). V(vhost-user) passes C(--readonly) to the back end
+        (libvirt refuses C(<readonly/>) on vhost-user disks).
+      - Defaults to V(false), with O(convert_from) to the read-only flag of the converted disk.
     type: bool
-    default: false
   bootindex:
     description:
       - Boot index of the disk. Must not clash with a C(<boot order>) of the domain.
+      - V(vhost-user) writes C(<boot order>).
     type: int
   uri:
     description:
@@ -106,6 +195,8 @@ options:
   manage_ownership:
     description:
       - Change the owner and group of O(path) to O(owner) and O(group) when O(state=present).
+      - With V(vhost-user) the back end service opens the backing as user C(vhost-blk) (with the
+        supplementary groups C(kvm) and C(disk)); the owner then defaults to C(vhost-blk).
       - In check mode the change is only reported.
       - Ownership of a block device node lasts until the next reboot or udev event; use a udev
         rule for block devices.
@@ -115,12 +206,22 @@ options:
     description:
       - User QEMU runs as. Defaults to C(user) in C(/etc/libvirt/qemu.conf), else
         C(libvirt-qemu) (Debian) or C(qemu) (Fedora, RHEL), whichever exists.
+      - V(vhost-user) defaults to C(vhost-blk), the user of the back-end service.
     type: str
   group:
     description:
-      - Group QEMU runs as. Defaults like O(owner).
+      - Group QEMU runs as. Defaults like O(owner) (V(vhost-user) to C(vhost-blk)).
     type: str
 notes:
+  - "V(vhost-user): the service runs as C(vhost-blk) with C(ProtectHome=yes): backings under
+    C(/home), C(/root) or C(/run/user) cannot be opened."
+  - "V(vhost-user): a changed configuration restarts the service instance; a running guest's disk
+    reconnects (C(<reconnect>)). A changed O(path) thus swaps the disk under a running guest: shut
+    the domain down first, or use O(live=true), which unplugs and re-plugs the disk."
+  - "V(vhost-user): removal leaves C(<memoryBacking>) in place unless the module added it and no
+    vhost-user device is left."
+  - "V(vhost-user), O(live=true): the live path is a thin call to libvirt and is exercised on real
+    guests (tests/vm), not by the unit tests."
   - The domain must use the QEMU driver. The device line has the shape
     C(vhost-blk-pci,id=ID,drive=PATH,num-queues=N,queue-size=Q,serial=S,bootindex=B,read-only=on).
   - "AppArmor: virt-aa-helper only adds paths libvirt knows about. Allow the backing file and
@@ -131,33 +232,60 @@ notes:
     C(/etc/libvirt/qemu.conf) (restart libvirtd after the change). The module warns when
     C(qemu.conf) exists and the device is not listed; M(vhostblk.fleet.info) reports the setting."
   - SELinux labels are not changed; on SELinux hosts label the file C(svirt_image_t) yourself.
-  - Live migration of a domain with a vhost-blk disk is not supported.
+  - Live migration of a domain with a V(qemu-device) disk is not supported.
 seealso:
   - module: vhostblk.fleet.info
+  - name: libvirt vhost-user disks
+    description: The C(vhostuser) disk type of the domain XML.
+    link: https://libvirt.org/formatdomain.html#hard-drives-floppy-disks-cdroms
   - name: libvirt QEMU command-line pass-through
     description: The C(qemu:commandline) element of the domain XML.
     link: https://libvirt.org/kbase/qemu-passthrough-security.html
 '''
 
 EXAMPLES = r'''
-- name: Give vm1 a four-queue vhost-blk disk
+- name: Give vm1 a four-queue vhost-user disk served by vhost-blk, hot-plugged if vm1 runs
+  vhostblk.fleet.disk:
+    name: vm1
+    id: data
+    path: /srv/images/vm1-data.img
+    target: vdb
+    queues: 4
+    serial: VM1DATA
+    live: true
+
+- name: Let vhost-blk serve vm2's existing raw disk vdb (same target, PCI slot and boot order)
+  vhostblk.fleet.disk:
+    name: vm2
+    id: root
+    convert_from: vdb
+
+- name: Give vdb back to libvirt's own virtio-blk disk
+  vhostblk.fleet.disk:
+    name: vm2
+    id: root
+    state: absent
+
+- name: Give vm1 a four-queue vhost-blk-pci disk (patched QEMU)
   vhostblk.fleet.disk:
     name: vm1
     id: vblk0
+    transport: qemu-device
     path: /srv/images/vm1-data.img
     queues: 4
     queue_size: 256
 
-- name: Boot from a read-only vhost-blk disk on a block device, before the module is loaded
+- name: Boot from a read-only vhost-blk-pci disk on a block device, before the module is loaded
   vhostblk.fleet.disk:
     name: vm2
     id: vblk-root
+    transport: qemu-device
     path: /dev/vg0/vm2-root
     readonly: true
     bootindex: 1
     check_device: false
 
-- name: Remove the disk again and restart the domain if it is running
+- name: Remove the vhost-blk-pci disk again and restart the domain if it is running
   vhostblk.fleet.disk:
     name: vm1
     id: vblk0
@@ -173,7 +301,11 @@ EXAMPLES = r'''
 
 RETURN = r'''
 disk:
-  description: The disk as defined now (as it would be in check mode); null when absent.
+  description:
+    - The disk as defined now (as it would be in check mode); null when absent.
+    - V(qemu-device) returns C(id), C(path), C(queues), C(queue_size), C(serial), C(readonly),
+      C(bootindex) and C(device); V(vhost-user) returns C(id), C(path), C(target), C(queues),
+      C(queue_size), C(serial), C(readonly), C(bootindex), C(cache), C(instance), C(socket) and C(xml).
   returned: success
   type: dict
   contains:
@@ -206,9 +338,69 @@ disk:
       type: int
       sample: 1
     device:
-      description: The C(-device) value written to the domain.
+      description: V(qemu-device) only. The C(-device) value written to the domain.
       type: str
       sample: vhost-blk-pci,id=vblk0,drive=/srv/images/vm1-data.img,num-queues=4,queue-size=256
+    target:
+      description: V(vhost-user) only. Target device.
+      type: str
+      sample: vdb
+    cache:
+      description: V(vhost-user) only. Cache mode passed to the back end, null for its default.
+      type: str
+      sample: writeback
+    instance:
+      description: V(vhost-user) only. Service instance name.
+      type: str
+      sample: vm1-data
+    socket:
+      description: V(vhost-user) only. Socket of the instance, the disk's C(<source path>).
+      type: str
+      sample: /run/vhost-blk/vm1-data.sock
+    xml:
+      description: V(vhost-user) only. The C(<disk>) element written (without the address libvirt adds).
+      type: str
+transport:
+  description: The transport of the disk handled.
+  returned: success
+  type: str
+  sample: vhost-user
+service:
+  description: V(vhost-user) only. The back-end service instance of the disk.
+  returned: success and transport is vhost-user
+  type: dict
+  contains:
+    instance:
+      description: Instance name.
+      type: str
+      sample: vm1-data
+    unit:
+      description: systemd unit.
+      type: str
+      sample: vhost-blk-user@vm1-data.service
+    socket:
+      description: Socket the instance listens on.
+      type: str
+      sample: /run/vhost-blk/vm1-data.sock
+    conf:
+      description: Configuration file of the instance.
+      type: str
+      sample: /etc/vhost-blk/user/vm1-data.conf
+    actions:
+      description:
+        - What was (in check mode, would be) done, in order, of C(write), C(enable), C(start),
+          C(restart), C(stop), C(disable), C(remove).
+      type: list
+      elements: str
+      sample: [write, enable, start]
+live:
+  description:
+    - V(vhost-user) only. Hot-plug operations on the running domain (O(live=true)), each
+      C(attach|detach TYPE TARGET).
+  returned: success and transport is vhost-user
+  type: list
+  elements: str
+  sample: [detach file vdb, attach vhostuser vdb]
 action:
   description: What happened to the definition.
   returned: success
@@ -243,7 +435,7 @@ image:
       type: str
       sample: raw
 ownership:
-  description: Ownership of the backing path for QEMU.
+  description: Ownership of the backing path for QEMU (V(vhost-user), for the back-end service).
   returned: when O(state=present) and O(manage_ownership=true)
   type: dict
   contains:
@@ -274,7 +466,9 @@ import os
 import pwd
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_backend_service as svc
 from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_libvirt as lv
+from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_vhostuser as vu
 from ansible_collections.vhostblk.fleet.plugins.module_utils.vhostblk_domain import (
     SERIAL_SUPPORTED,
     VhostBlkError,
@@ -331,8 +525,11 @@ def check_path(path):
     return image
 
 
-def ensure_ownership(module, path):
+def ensure_ownership(module, path, service_user=False):
+    """Give ``path`` to QEMU's user (qemu-device) or to the back-end service's (vhost-user)."""
     owner, group = module.params['owner'], module.params['group']
+    if service_user:
+        owner, group = owner or svc.SERVICE_USER, group or svc.SERVICE_GROUP
     if not owner or not group:
         found_owner, found_group = qemu_identity()
         owner, group = owner or found_owner, group or found_group
@@ -342,7 +539,9 @@ def ensure_ownership(module, path):
     try:
         uid, gid = _uid(owner), _gid(group)
     except KeyError as exc:
-        raise VhostBlkError(f'Unknown user or group for the backing path: {exc}') from exc
+        hint = ' (the vhost-blk-tools package creates the vhost-blk user)' if service_user else ''
+        raise VhostBlkError(f'Unknown user or group for the backing path: {exc}{hint}; set owner and '
+                            'group, or manage_ownership=false') from exc
     st = os.stat(path)
     result = {
         'path': path, 'owner': owner, 'group': group,
@@ -372,12 +571,23 @@ def restart_message(name, disk_id, action, active, restart):
     return text
 
 
-def run_module(module):
+VHOST_USER_ONLY = ('target', 'convert_from', 'instance', 'cache')
+
+
+def run_qemu_device(module, conn=None):
     params = module.params
     name, disk_id, state = params['name'], params['id'], params['state']
+    for option in VHOST_USER_ONLY:
+        if params[option] is not None:
+            raise VhostBlkError(f'{option} applies to transport vhost-user only')
+    if params['live']:
+        raise VhostBlkError('live=true needs transport vhost-user: libvirt cannot hot-plug the '
+                            'pass-through devices of transport qemu-device')
     result = {'changed': False, 'restart_required': False}
     spec = None
     if state == 'present':
+        if not params['path']:
+            raise VhostBlkError('path is required with state=present')
         spec = make_spec(disk_id, params['path'], queues=params['queues'],
                          queue_size=params['queue_size'], serial=params['serial'],
                          readonly=params['readonly'], bootindex=params['bootindex'])
@@ -397,7 +607,8 @@ def run_module(module):
             module.warn(f'{DEVICE_PATH} is not in cgroup_device_acl of /etc/libvirt/qemu.conf: QEMU will not '
                         'be allowed to open it')
 
-    conn = lv.connect(params['uri'])
+    if conn is None:
+        conn = lv.connect(params['uri'])
     dom = lv.lookup(conn, name)
     if not dom.isPersistent():
         raise VhostBlkError(f'Domain {name} is transient: vhost-blk disks are kept in the persistent '
@@ -438,7 +649,298 @@ def run_module(module):
     result['action'] = action
     result['disk'] = public_spec(spec)
     result['msg'] = restart_message(name, disk_id, action, active, result['restart_required'])
+    result['transport'] = 'qemu-device'
     return result
+
+
+def _runner(module):
+    def run(argv):
+        exe = argv[0]
+        if '/' not in exe:
+            exe = module.get_bin_path(exe, opt_dirs=['/usr/bin', '/bin', '/usr/sbin', '/sbin'])
+        if exe is None:
+            return 127, '', f'{argv[0]}: command not found'
+        return module.run_command([exe] + list(argv[1:]))
+    return run
+
+
+def backend_service(module):
+    return svc.BackendService(_runner(module), root=svc.DEFAULT_ROOT, systemctl=svc.DEFAULT_SYSTEMCTL)
+
+
+def vhost_user_values(params, root, current, original):
+    """Option values of the disk, defaults from a converted native disk (``original`` facts),
+    else from our disk as defined (the target)."""
+    def pick(key, fallback=None):
+        if params[key] is not None:
+            return params[key]
+        if original is not None and original.get(key) is not None:
+            return original[key]
+        return fallback
+
+    path = params['path']
+    if original is not None:
+        if path and os.path.realpath(path) != os.path.realpath(original['path']):
+            raise VhostBlkError(f"path {path} differs from the source {original['path']} of disk "
+                                f"{original['target']}, which convert_from takes over: leave path out")
+        path = original['path']
+        if params['target'] and params['target'] != original['target']:
+            raise VhostBlkError(f"target {params['target']} differs from the target of the converted disk "
+                                f"{original['target']}: leave target out")
+    if not path:
+        raise VhostBlkError('path (or convert_from) is required with state=present')
+    current_target = vu.spec_of_element(current)['target'] if current is not None else None
+    target = pick('target') or current_target or vu.free_target(root)
+    return {
+        'path': path, 'target': target, 'queues': pick('queues'), 'queue_size': params['queue_size'],
+        'serial': pick('serial'), 'readonly': bool(pick('readonly', False)),
+        'bootindex': pick('bootindex'), 'cache': params['cache'],
+    }
+
+
+def _conversion(root, params, name, disk_id, current, record):
+    """(original facts or None, native element replaced now or None, original element to record)."""
+    recorded = record['original'] if record is not None else None
+    convert_from = params['convert_from']
+    if convert_from is None:
+        return (vu.original_facts(recorded) if recorded is not None else None), None, recorded
+    if recorded is not None:
+        facts = vu.original_facts(recorded)
+        if facts['target'] != convert_from:
+            raise VhostBlkError(f"Disk {disk_id} of {name} took over disk {facts['target']} already: remove it "
+                                f'(state=absent) before converting {convert_from}')
+        return facts, None, recorded
+    if current is not None:
+        raise VhostBlkError(f'Disk {disk_id} of {name} exists already and took over no native disk: remove '
+                            'it first, or leave convert_from out')
+    facts = vu.convertible(root, convert_from)
+    return facts, facts['element'], facts['element']
+
+
+def _diffs(module, name, before_canon, after_canon, instance, conf_path, conf_before, conf_after):
+    if not module._diff:
+        return None
+    diffs = []
+    if before_canon != after_canon:
+        diffs.append({'before': mask_secrets(before_canon), 'after': mask_secrets(after_canon),
+                      'before_header': f'{name} (persistent definition)',
+                      'after_header': f'{name} (persistent definition)'})
+    if (conf_before or '') != (conf_after or ''):
+        diffs.append({'before': conf_before or '', 'after': conf_after or '',
+                      'before_header': conf_path if conf_before is not None else f'{conf_path} (absent)',
+                      'after_header': conf_path if conf_after is not None else f'{conf_path} (absent)'})
+    return diffs or None
+
+
+def _live_apply(dom, plan, phase):
+    """The live path: hot-unplug (phase 'detach') or hot-plug (phase 'attach') the planned devices.
+    Deliberately thin: libvirt does the work (attachDeviceFlags/detachDeviceFlags with
+    VIR_DOMAIN_AFFECT_LIVE); the persistent definition is defined separately."""
+    for operation, elem in plan:
+        if operation != phase:
+            continue
+        if operation == 'detach':
+            lv.detach_live(dom, vu.device_xml(elem))
+        else:
+            lv.attach_live(dom, vu.device_xml(elem))
+    if phase == 'detach':
+        live_root = parse_xml(lv.live_xml(dom))
+        for operation, elem in plan:
+            target = elem.find('target').get('dev')
+            if operation == 'detach' and vu.find_target(live_root, target) is not None:
+                raise VhostBlkError(f'The guest has not released disk {target} yet (hot-unplug is asynchronous): '
+                                    'run the task again in a moment')
+
+
+def _plan_text(plan):
+    return [f"{operation} {elem.get('type')} {elem.find('target').get('dev')}" for operation, elem in plan]
+
+
+def vhost_user_message(name, disk_id, action, active, restart, live_ops, restored):
+    if action == 'unchanged':
+        text = f'Disk {disk_id} of {name} is up to date'
+    elif action == 'removed':
+        text = f'Disk {disk_id} removed from the definition of {name}'
+        if restored:
+            text += f', native disk {restored} put back'
+    else:
+        preposition = 'to' if action == 'added' else 'in'
+        text = f'Disk {disk_id} {action} {preposition} the definition of {name}'
+    if live_ops:
+        text += '; running domain changed too (' + ', '.join(live_ops) + ')'
+    if restart:
+        return text + '; restart the domain to apply it (or use live=true)'
+    if action != 'unchanged' and not active:
+        return text + '; it applies at the next start'
+    return text
+
+
+def run_vhost_user(module, conn=None):
+    params = module.params
+    name, disk_id, state = params['name'], params['id'], params['state']
+    if params['serial'] is not None or state == 'present':
+        # the same validation as the qemu-device transport, before asking libvirt
+        make_spec(disk_id, params['path'] or '/', queues=params['queues'], queue_size=params['queue_size'],
+                  serial=params['serial'], bootindex=params['bootindex'])
+    if params['instance'] is not None:
+        svc.validate_instance(params['instance'])
+    if params['target'] is not None:
+        vu.make_spec(disk_id, '/', target=params['target'])
+    result = {'changed': False, 'restart_required': False, 'transport': 'vhost-user'}
+    service = backend_service(module)
+    if state == 'present':
+        if not params['path'] and not params['convert_from']:
+            raise VhostBlkError('path (or convert_from) is required with state=present')
+        if params['manage_service'] and not service.template_installed():
+            raise VhostBlkError(f'{svc.UNIT_TEMPLATE} is not installed: install vhost-blk-tools, or set '
+                                'manage_service=false')
+        if params['check_device'] and not is_char_device(DEVICE_PATH):
+            raise VhostBlkError(f'{DEVICE_PATH} is missing: load the vhost_blk kernel module (modprobe '
+                                'vhost_blk), or set check_device=false')
+
+    if conn is None:
+        conn = lv.connect(params['uri'])
+    dom = lv.lookup(conn, name)
+    if not dom.isPersistent():
+        raise VhostBlkError(f'Domain {name} is transient: vhost-blk disks are kept in the persistent '
+                            'definition, define the domain first')
+    before_xml = lv.inactive_xml(dom)
+    root = parse_xml(before_xml)
+    current = vu.find_element(root, disk_id)
+    record = vu.find_record(root, disk_id)
+    instance = params['instance'] or (record['instance'] if record and record['instance'] else None) or \
+        svc.instance_name(name, disk_id)
+    svc.validate_instance(instance)
+    active = bool(dom.isActive())
+    live_root = parse_xml(lv.live_xml(dom)) if active else None
+    plan, restored, spec = [], None, None
+    keep_running = False
+
+    if state == 'present':
+        if find_disk(root, disk_id) is not None:
+            raise VhostBlkError(f'Disk {disk_id} of {name} is a qemu-device (vhost-blk-pci) disk: remove it '
+                                'first, or set transport=qemu-device')
+        original, replaced, keep_original = _conversion(root, params, name, disk_id, current, record)
+        values = vhost_user_values(params, root, current, original)
+        spec = vu.make_spec(disk_id, values['path'], target=values['target'], queues=values['queues'],
+                            queue_size=values['queue_size'], serial=values['serial'],
+                            readonly=values['readonly'], bootindex=values['bootindex'],
+                            cache=values['cache'], instance=instance, socket=svc.socket_path(instance))
+        result['image'] = check_path(spec['path'])
+        kmod_max = module_facts()['parameters'].get('max_queues')
+        if spec['queues'] and kmod_max and kmod_max.isdigit() and spec['queues'] > int(kmod_max):
+            module.warn(f"queues={spec['queues']} exceeds max_queues={kmod_max} of the loaded vhost_blk "
+                        'module: the back end will refuse the extra queues until that parameter is raised')
+        others = lv.other_domains(conn, name)
+        check_conflicts(root, spec, others, resolve=os.path.realpath, what='vhost-user disk',
+                        replaced=original['target'] if replaced is not None else None)
+        vu.check_conflicts(root, spec, replaced)
+        vu.check_socket_elsewhere(spec, others)
+        action = vu.set_disk(root, spec, replaced)
+        vu.set_record(root, spec, keep_original)
+        vu.ensure_shared_memory(root)
+        conf_after = None
+        if params['manage_service']:
+            conf_after = svc.render_conf(name, disk_id, spec['path'], svc.options_of(
+                spec['serial'], spec['queues'], spec['readonly'], spec['cache']))
+        if active:
+            converting = original['target'] if original is not None else None
+            if params['live'] and vu.has_shared_memory(live_root):
+                plan = vu.live_plan(live_root, spec, None, True, converting)
+            elif params['live'] or vu.live_plan(live_root, spec, None, True, converting):
+                result['restart_required'] = True
+                if params['live']:
+                    module.warn(f'The running domain {name} has no shared memory (memoryBacking access '
+                                'shared): vhost-user disks cannot be hot-plugged into it; restart it')
+    else:
+        removed, restored = vu.remove_disk(root, disk_id)
+        action = 'removed' if removed else 'unchanged'
+        vu.release_shared_memory(root)
+        conf_after = None
+        if active and vu.find_element(live_root, disk_id) is not None:
+            if params['live']:
+                plan = vu.live_plan(live_root, {'id': disk_id}, record['original'] if record else None, False)
+            else:
+                result['restart_required'] = True
+                keep_running = True
+
+    # the back-end service
+    service_actions = []
+    conf_before = None
+    if params['manage_service']:
+        state_now = service.state(instance)
+        conf_before = state_now['conf']
+        if state == 'present':
+            service.check_owner(instance, name, disk_id, conf_before)
+            service_actions = service.plan_present(state_now, conf_after)
+        elif conf_before is None or svc.conf_owner(conf_before) == (name, disk_id):
+            service_actions = service.plan_absent(state_now, keep_running)
+            if keep_running:
+                conf_after = conf_before
+                module.warn(f'{svc.unit_name(instance)} keeps running: the running domain {name} still uses '
+                            'the disk; run again after a restart of the domain (or use live=true)')
+        else:
+            conf_after = conf_before
+
+    new_xml = to_xml(root)
+    before_canon = canonical_xml(before_xml)
+    after_canon = canonical_xml(new_xml)
+    xml_changed = before_canon != after_canon
+    if not xml_changed:
+        action = 'unchanged'
+
+    ownership_check = state == 'present' and params['manage_ownership']
+    if not module.check_mode:
+        _live_apply(dom, plan, 'detach')
+        if xml_changed:
+            new_dom = lv.define(conn, new_xml)
+            after_canon = canonical_xml(lv.inactive_xml(new_dom))
+    if ownership_check:
+        result['ownership'] = ensure_ownership(module, spec['path'], service_user=True)
+    if not module.check_mode:
+        service.apply(instance, service_actions, conf_after)
+        _live_apply(dom, plan, 'attach')
+
+    result['changed'] = bool(xml_changed or service_actions or plan or
+                             (ownership_check and result['ownership']['changed']))
+    diffs = _diffs(module, name, before_canon, after_canon, instance, service.conf_path(instance),
+                   conf_before, conf_after)
+    if diffs:
+        result['diff'] = diffs
+    result['action'] = action
+    result['disk'] = public_vhost_user(spec)
+    result['service'] = {'instance': instance, 'unit': svc.unit_name(instance),
+                         'socket': svc.socket_path(instance), 'conf': service.conf_path(instance),
+                         'actions': service_actions}
+    result['live'] = _plan_text(plan)
+    result['msg'] = vhost_user_message(name, disk_id, action, active, result['restart_required'],
+                                       result['live'], restored)
+    return result
+
+
+def public_vhost_user(spec):
+    if spec is None:
+        return None
+    out = dict((key, spec[key]) for key in ('id', 'path', 'target', 'queues', 'queue_size', 'serial', 'readonly',
+                                            'bootindex', 'cache', 'instance', 'socket'))
+    out['xml'] = vu.device_xml(vu.disk_element(spec))
+    return out
+
+
+def run_module(module):
+    params = module.params
+    transport = params['transport']
+    if transport is None and params['state'] == 'absent' and params['live'] is False and \
+            not any(params[option] is not None for option in VHOST_USER_ONLY):
+        # Remove the disk with this id whatever its transport.
+        conn = lv.connect(params['uri'])
+        dom = lv.lookup(conn, params['name'])
+        if find_disk(parse_xml(lv.inactive_xml(dom)), params['id']) is not None:
+            return run_qemu_device(module, conn)
+        return run_vhost_user(module, conn)
+    if transport == 'qemu-device':
+        return run_qemu_device(module)
+    return run_vhost_user(module)
 
 
 def main():
@@ -451,15 +953,21 @@ def main():
             queues=dict(type='int'),
             queue_size=dict(type='int'),
             serial=dict(type='str'),
-            readonly=dict(type='bool', default=False),
+            readonly=dict(type='bool'),
             bootindex=dict(type='int'),
             uri=dict(type='str', default='qemu:///system'),
             check_device=dict(type='bool', default=True),
             manage_ownership=dict(type='bool', default=True),
             owner=dict(type='str'),
             group=dict(type='str'),
+            transport=dict(type='str', choices=['vhost-user', 'qemu-device']),
+            target=dict(type='str'),
+            live=dict(type='bool', default=False),
+            convert_from=dict(type='str'),
+            instance=dict(type='str'),
+            cache=dict(type='str', choices=list(svc.CACHE_MODES)),
+            manage_service=dict(type='bool', default=True),
         ),
-        required_if=[('state', 'present', ['path'])],
         supports_check_mode=True,
     )
     try:

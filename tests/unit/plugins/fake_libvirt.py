@@ -14,6 +14,7 @@ import xml.dom.minidom
 
 VIR_DOMAIN_XML_SECURE = 1
 VIR_DOMAIN_XML_INACTIVE = 2
+VIR_DOMAIN_AFFECT_LIVE = 1
 
 
 class libvirtError(Exception):  # pylint: disable=invalid-name
@@ -48,6 +49,27 @@ class FakeDomain:
     def isPersistent(self):  # pylint: disable=invalid-name
         return 0 if self.transient else 1
 
+    def attachDeviceFlags(self, xml_text, flags):  # pylint: disable=invalid-name
+        """Live hot-plug only (the modules define the persistent side themselves)."""
+        self.conn.hotplug.append(('attach', xml_text, flags))
+        if flags != VIR_DOMAIN_AFFECT_LIVE or not self.active:
+            raise libvirtError('fake: only live attach of a running domain')
+        self.live = libvirt_normalise(self.live.replace('</devices>', xml_text + '</devices>'))
+
+    def detachDeviceFlags(self, xml_text, flags):  # pylint: disable=invalid-name
+        self.conn.hotplug.append(('detach', xml_text, flags))
+        if flags != VIR_DOMAIN_AFFECT_LIVE or not self.active:
+            raise libvirtError('fake: only live detach of a running domain')
+        target = re.search(r"<target dev=.([a-z]+)", xml_text).group(1)
+        if self.conn.guest_keeps_disks:
+            return
+        doc = xml.dom.minidom.parseString(self.live)
+        for disk in doc.getElementsByTagName('disk'):
+            targets = disk.getElementsByTagName('target')
+            if targets and targets[0].getAttribute('dev') == target:
+                disk.parentNode.removeChild(disk)
+        self.live = libvirt_normalise(doc.toxml())
+
     def XMLDesc(self, flags=0):  # pylint: disable=invalid-name
         text = self.persistent if (flags & VIR_DOMAIN_XML_INACTIVE or not self.active) else self.live
         if not flags & VIR_DOMAIN_XML_SECURE:
@@ -59,6 +81,8 @@ class FakeConn:
     def __init__(self, domains=()):
         self.domains = {}
         self.defined = []
+        self.hotplug = []
+        self.guest_keeps_disks = False
         for dom in domains:
             self.add(*dom)
 
@@ -100,6 +124,7 @@ def make_module(conn, fail_open=False):
     mod.libvirtError = libvirtError
     mod.VIR_DOMAIN_XML_SECURE = VIR_DOMAIN_XML_SECURE
     mod.VIR_DOMAIN_XML_INACTIVE = VIR_DOMAIN_XML_INACTIVE
+    mod.VIR_DOMAIN_AFFECT_LIVE = VIR_DOMAIN_AFFECT_LIVE
     mod.opened = []
 
     def _open(uri):

@@ -47,7 +47,7 @@ def conn(images, monkeypatch):
 
 def args(images, **kwargs):
     base = {'name': 'vm1', 'id': 'vblk0', 'path': str(images / 'vblk0.img'),
-            'owner': ME, 'group': MY_GROUP}
+            'owner': ME, 'group': MY_GROUP, 'transport': 'qemu-device'}
     base.update(kwargs)
     return base
 
