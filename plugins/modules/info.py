@@ -14,8 +14,8 @@ version_added: 0.1.0
 description:
   - Reports the state of the C(vhost_blk) kernel module, its dkms state for every installed
     kernel, the users of C(/dev/vhost-blk), whether the installed QEMU has the
-    C(vhost-blk-pci) device, libvirt's device ACL for it and the vhost-blk disks of libvirt
-    domains.
+    C(vhost-blk-pci) device, libvirt's device ACL for it, the C(vhost-blk-user@) back-end
+    instances and the vhost-blk disks (both transports) of libvirt domains.
   - Changes nothing. The results are returned as module return values; register them (this is
     an info module, it does not set C(ansible_facts)).
 author:
@@ -32,7 +32,7 @@ attributes:
 options:
   domains:
     description:
-      - Read the vhost-blk disks of the libvirt domains.
+      - Read the vhost-blk disks (qemu-device and vhost-user) of the libvirt domains.
     type: bool
     default: true
   uri:
@@ -209,10 +209,34 @@ qemu_conf:
     device_allowed:
       description: Whether C(/dev/vhost-blk) is in C(cgroup_device_acl).
       type: bool
+vhost_user:
+  description: The vhost-user back end, C(vhost-blk-user@) service instances (package vhost-blk-tools).
+  returned: always
+  type: dict
+  contains:
+    template_installed:
+      description: Whether the C(vhost-blk-user@.service) template is installed.
+      type: bool
+    instances:
+      description:
+        - Instances with a configuration file in C(/etc/vhost-blk/user) or a loaded unit, each
+          with C(instance), C(unit), C(socket), C(socket_exists), C(conf), C(backing), C(options),
+          C(domain) and C(id) (the disk that vhostblk.fleet.disk wrote it for, else null),
+          C(enabled) and C(active).
+      type: list
+      elements: dict
+      sample: [{"instance": "vm1-data", "unit": "vhost-blk-user@vm1-data.service",
+                "socket": "/run/vhost-blk/vm1-data.sock", "socket_exists": true,
+                "conf": "/etc/vhost-blk/user/vm1-data.conf", "backing": "/srv/vm1-data.img",
+                "options": ["--queues", "4"], "domain": "vm1", "id": "data",
+                "enabled": true, "active": true}]
 domains:
   description:
-    - Domains with vhost-blk disks, each with C(name), C(active), C(disks) (persistent
-      definition), C(live_disks) (running domain, else empty) and C(restart_required).
+    - Domains with vhost-blk disks, each with C(name), C(active), C(disks) (qemu-device disks of the
+      persistent definition), C(live_disks) (of the running domain, else empty),
+      C(vhost_user_disks) and C(live_vhost_user_disks) (the same for vhost-user disks, each with
+      C(id), C(target), C(socket), C(instance), C(path), C(readonly), C(converted_from)) and
+      C(restart_required).
     - Empty when O(domains=false) or libvirt is not usable (see RV(notes)).
   returned: always
   type: list
@@ -227,8 +251,10 @@ notes:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_backend_service as svc
 from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_host as host
 from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_libvirt as lv
+from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_vhostuser as vu
 from ansible_collections.vhostblk.fleet.plugins.module_utils.vhostblk_domain import (
     VhostBlkError,
     parse_xml,
@@ -236,6 +262,30 @@ from ansible_collections.vhostblk.fleet.plugins.module_utils.vhostblk_domain imp
     same_disk,
     vhostblk_disks,
 )
+
+
+def vhost_user_disks(root):
+    """Our vhost-user disks of a domain (alias ua-ID), with what our metadata knows of them."""
+    disks = []
+    for elem in root.findall("./devices/disk[@type='vhostuser']"):
+        partial = vu.spec_of_element(elem)
+        if partial['id'] is None:
+            continue
+        record = vu.find_record(root, partial['id']) or {}
+        original = record.get('original')
+        disks.append({
+            'id': partial['id'], 'target': partial['target'], 'socket': partial['socket'],
+            'queues': partial['queues'], 'queue_size': partial['queue_size'], 'bootindex': partial['bootindex'],
+            'instance': record.get('instance'), 'path': record.get('path'),
+            'readonly': record.get('readonly'),
+            'converted_from': original.find('target').get('dev') if original is not None else None,
+            'view': vu.disk_view(elem),
+        })
+    return disks
+
+
+def _public(disks):
+    return [dict((key, value) for key, value in disk.items() if key != 'view') for disk in disks]
 
 
 def domain_facts(uri):
@@ -247,22 +297,36 @@ def domain_facts(uri):
         try:
             name = dom.name()
             active = bool(dom.isActive())
-            disks = vhostblk_disks(parse_xml(lv.inactive_xml(dom, secure=False)))
-            live = vhostblk_disks(parse_xml(lv.live_xml(dom))) if active else []
+            root = parse_xml(lv.inactive_xml(dom, secure=False))
+            live_root = parse_xml(lv.live_xml(dom)) if active else None
         except (libvirt.libvirtError, VhostBlkError):
             continue
-        if not disks and not live:
+        disks = vhostblk_disks(root)
+        live = vhostblk_disks(live_root) if active else []
+        user_disks = vhost_user_disks(root)
+        live_user_disks = vhost_user_disks(live_root) if active else []
+        if not disks and not live and not user_disks and not live_user_disks:
             continue
         by_id = dict((disk['id'], disk) for disk in live)
+        user_views = sorted((disk['id'], sorted(disk['view'].items())) for disk in user_disks)
+        live_user_views = sorted((disk['id'], sorted(disk['view'].items())) for disk in live_user_disks)
         restart = active and (
             len(disks) != len(live) or
-            not all(same_disk(disk, by_id.get(disk['id'])) for disk in disks))
+            not all(same_disk(disk, by_id.get(disk['id'])) for disk in disks) or
+            user_views != live_user_views)
         facts.append({
             'name': name, 'active': active, 'restart_required': restart,
             'disks': [public_spec(disk) for disk in disks],
             'live_disks': [public_spec(disk) for disk in live],
+            'vhost_user_disks': _public(user_disks),
+            'live_vhost_user_disks': _public(live_user_disks),
         })
     return sorted(facts, key=lambda item: item['name'])
+
+
+def vhost_user_facts(run, root='/'):
+    service = svc.BackendService(run, root=root)
+    return {'template_installed': service.template_installed(), 'instances': service.instances()}
 
 
 def gather(module, root='/'):
@@ -283,6 +347,7 @@ def gather(module, root='/'):
         'device': host.device_facts(root),
         'qemu': host.qemu_facts(run, module.params['qemu_binary'], root),
         'qemu_conf': host.qemu_conf_facts(root),
+        'vhost_user': vhost_user_facts(run, root),
         'domains': [],
         'notes': [],
     }

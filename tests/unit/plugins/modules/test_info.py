@@ -4,6 +4,9 @@
 import sys
 
 import pytest
+from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_backend_service as svc
+from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_vhostuser as vu
+from ansible_collections.vhostblk.fleet.plugins.module_utils.vhostblk_domain import parse_xml, to_xml
 from ansible_collections.vhostblk.fleet.plugins.modules import info
 from ansible_collections.vhostblk.fleet.tests.unit.plugins import fake_libvirt
 from ansible_collections.vhostblk.fleet.tests.unit.plugins.module_harness import fixture, run
@@ -133,3 +136,31 @@ def test_gather_libvirt_error_while_listing(host_root, monkeypatch):
     result = info.gather(FakeModule(params(), {}), str(host_root))
     assert result['domains'] == []
     assert 'libvirt error: internal error: client socket is closed: domains skipped' in result['notes']
+
+
+def test_gather_vhost_user_disks_and_instances(host_root, tmp_path, monkeypatch):
+    root = parse_xml(fixture('vm1-q35.xml', tmp_path))
+    disk_spec = vu.make_spec('data', '/srv/vm1-data.img', target='vdc', queues=2, instance='vm1-data',
+                             socket='/run/vhost-blk/vm1-data.sock')
+    vu.set_disk(root, disk_spec)
+    vu.set_record(root, disk_spec)
+    vu.ensure_shared_memory(root)
+    conn = fake_libvirt.FakeConn()
+    conn.add(to_xml(root), active=True, live_xml=fixture('vm1-q35.xml', tmp_path))
+    monkeypatch.setitem(sys.modules, 'libvirt', fake_libvirt.make_module(conn))
+    conf_dir = host_root / 'etc' / 'vhost-blk' / 'user'
+    conf_dir.mkdir(parents=True)
+    (conf_dir / 'vm1-data.conf').write_text(svc.render_conf('vm1', 'data', '/srv/vm1-data.img', ['--queues', '2']))
+
+    result = info.gather(FakeModule(params(), {}), str(host_root))
+    vm1 = result['domains'][0]
+    assert vm1['name'] == 'vm1' and vm1['disks'] == [] and vm1['live_vhost_user_disks'] == []
+    assert vm1['vhost_user_disks'] == [{
+        'id': 'data', 'target': 'vdc', 'socket': '/run/vhost-blk/vm1-data.sock', 'queues': 2, 'queue_size': None,
+        'bootindex': None, 'instance': 'vm1-data', 'path': '/srv/vm1-data.img', 'readonly': False,
+        'converted_from': None}]
+    assert vm1['restart_required'] is True                 # the running vm1 lacks the disk
+    assert result['vhost_user']['template_installed'] is False
+    instance = result['vhost_user']['instances'][0]
+    assert (instance['instance'], instance['backing'], instance['domain'], instance['id'], instance['active']) == \
+        ('vm1-data', '/srv/vm1-data.img', 'vm1', 'data', False)
