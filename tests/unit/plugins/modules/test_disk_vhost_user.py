@@ -159,7 +159,9 @@ def test_running_domain_without_shared_memory(monkeypatch, conn, images, host):
 def test_ownership_goes_to_the_service_user(monkeypatch, conn, images, host):
     result = run(monkeypatch, disk.main, args(images, name='vm1'))
     assert result['ownership']['owner'] == ME and result['ownership']['changed'] is False
-    monkeypatch.setattr(disk.pwd, 'getpwnam', lambda name: (_ for _ in ()).throw(KeyError(name)))
+    def no_such_user(name):
+        raise KeyError(name)
+    monkeypatch.setattr(disk.pwd, 'getpwnam', no_such_user)
     with pytest.raises(ModuleFail) as info:
         run(monkeypatch, disk.main, {'name': 'vm1', 'id': 'vblk1', 'path': str(images / 'vblk1.img')})
     assert 'vhost-blk' in info.value.result['msg'] and 'vhost-blk-tools' in info.value.result['msg']
