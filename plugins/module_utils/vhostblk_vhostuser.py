@@ -523,16 +523,19 @@ def live_plan(live_root, spec, record_original, want_present, converting_target=
     disk_id = spec['id']
     current = find_element(live_root, disk_id)
     if want_present:
-        wanted = disk_element(spec)
-        if current is not None and disk_view(current) == disk_view(wanted):
+        if current is not None and disk_view(current) == disk_view(disk_element(spec)):
             return plan
+        address = None
         if current is not None:
             plan.append(('detach', current))
+            address = current.find('address')
         if converting_target:
             native = find_target(live_root, converting_target)
             if native is not None and native.get('type') != 'vhostuser':
                 plan.append(('detach', native))
-        plan.append(('attach', wanted))
+                address = native.find('address')
+        # the slot the guest knew the disk at, if any
+        plan.append(('attach', disk_element(spec, address)))
         return plan
     if current is not None:
         plan.append(('detach', current))

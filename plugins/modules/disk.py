@@ -743,7 +743,7 @@ def _live_apply(dom, plan, phase):
             lv.detach_live(dom, vu.device_xml(elem))
         else:
             lv.attach_live(dom, vu.device_xml(elem))
-    if phase == 'detach':
+    if phase == 'detach' and any(operation == 'detach' for operation, dummy in plan):
         live_root = parse_xml(lv.live_xml(dom))
         for operation, elem in plan:
             target = elem.find('target').get('dev')

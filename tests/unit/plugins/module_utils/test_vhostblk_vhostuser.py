@@ -133,3 +133,10 @@ def test_live_plan():
     assert [op for op, dummy in vu.live_plan(live, changed, None, True)] == ['detach', 'attach']
     assert [op for op, dummy in vu.live_plan(live, {'id': 'd'}, None, False)] == ['detach']
     assert vu.live_plan(domain(), {'id': 'd'}, None, False) == []
+
+
+def test_live_plan_keeps_the_guest_slot():
+    live = domain()
+    plan = vu.live_plan(live, spec(target='vda'), None, True, converting_target='vda')
+    assert [(op, e.get('type')) for op, e in plan] == [('detach', 'file'), ('attach', 'vhostuser')]
+    assert plan[1][1].find('address').get('bus') == '0x04'

@@ -159,6 +159,7 @@ def test_running_domain_without_shared_memory(monkeypatch, conn, images, host):
 def test_ownership_goes_to_the_service_user(monkeypatch, conn, images, host):
     result = run(monkeypatch, disk.main, args(images, name='vm1'))
     assert result['ownership']['owner'] == ME and result['ownership']['changed'] is False
+
     def no_such_user(name):
         raise KeyError(name)
     monkeypatch.setattr(disk.pwd, 'getpwnam', no_such_user)
