@@ -58,6 +58,21 @@ def debian_qemu_source():
 NO_SKIPS = os.environ.get("VHOSTBLK_NO_SKIPS") == "1"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "migration: live-migration tests, run with `./dev test --migration`")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``migration`` are deselected (counted as such, never skipped) unless
+    $VHOSTBLK_MIGRATION=1 (``./dev test --migration``)."""
+    if os.environ.get("VHOSTBLK_MIGRATION") == "1":
+        return
+    drop = [item for item in items if item.get_closest_marker("migration")]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [item for item in items if item not in drop]
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield

@@ -29,11 +29,17 @@ def cmd_setup(_args) -> int:
     return 0
 
 
+MIGRATION_ENV = "VHOSTBLK_MIGRATION"  # "1": tests marked migration are collected (tests/conftest.py)
+
+
 def cmd_test(args) -> int:
     """Run every test. The pytest process keeps this PID: VMs die with it, however it ends.
 
     ``--qemu-packages`` (ours, not pytest's): build the patched QEMU .debs first when the cache has
     none for the current series (about 50 minutes), so the tests that need them run.
+    ``--migration``: also run the live-migration tests (marker ``migration``, tests/conftest.py);
+    the gate deselects them (one of the first runs hung in the guest after the switch-over, see
+    the note on issue 12: not stable enough to gate on yet).
     """
     rc = cmd_setup([])
     if rc:
@@ -47,6 +53,9 @@ def cmd_test(args) -> int:
         args = [a for a in args if a != "--qemu-packages"]
         qemu_packages.ensure(log=_log)
         env[qemu_packages.ENV] = "1"
+    if "--migration" in args:
+        args = [a for a in args if a != "--migration"]
+        env[MIGRATION_ENV] = "1"
     pytest = str(venv.bin_path("pytest"))
     argv = [pytest, *DEFAULT_TEST_ARGS, *args]
     _log("exec " + " ".join(argv))

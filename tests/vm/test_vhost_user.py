@@ -258,7 +258,8 @@ def migrated(hv):
         if side == "dst":
             dev.append(["-incoming", "unix:/var/tmp/mig.sock"])
         argv = l2.qemu_l2_command("tcg", initrd, dev, MIG_MEM_MIB)
-        return [kernel if a == "/boot/vmlinuz-$(uname -r)" else a for a in argv]
+        # not quiet: a kernel trace in the guest is the only clue when a switch-over goes wrong
+        return [kernel if a == "/boot/vmlinuz-$(uname -r)" else a.replace(" quiet", "") for a in argv]
 
     cfg = {"src_cmd": cmd("src"), "dst_cmd": cmd("dst"), "src_console": "/var/tmp/src.console",
            "dst_console": "/var/tmp/dst.console", "src_qmp": "/var/tmp/src.qmp", "dst_qmp": "/var/tmp/dst.qmp",
@@ -277,6 +278,7 @@ def migrated(hv):
     hv.run(f"kill {src_pid} {dst_pid}", check=False)
 
 
+@pytest.mark.migration
 def test_live_migration_keeps_every_write(hv, migrated, evidence):
     result, src, dst = migrated["result"], migrated["src"], migrated["dst"]
     mig = result["migration"]
