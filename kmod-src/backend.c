@@ -1,40 +1,104 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * vhost-blk: the backing file or block device and asynchronous I/O on it.
- *
- * Reads and writes go through the file's ->read_iter/->write_iter with an
- * asynchronous kiocb: with O_DIRECT they usually return -EIOCBQUEUED and
- * complete later through ki_complete (possibly in hard IRQ context), which
- * only queues the request on vq->done and wakes the queue's worker.
- * Buffered I/O completes synchronously; that is accepted.
- * Flush, discard and write-zeroes may sleep for long: they run on a
- * workqueue and complete the same way.
+ * vhost-blk: attaching a backing file or block device (VHOST_BLK_SET_BACKEND):
+ * what is accepted, and the facts GET_INFO reports about it (size, block
+ * sizes, which of DISCARD / WRITE_ZEROES it serves and their limits).
+ * I/O on it is in io.c and work.c.
  */
-#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
-
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/blkdev.h>
 #include <linux/slab.h>
-#include <linux/sched.h>
-#include <linux/ioprio.h>
-#include <linux/rcupdate.h>
+#include <linux/magic.h>
 
 #include "vblk.h"
 
-static void vblk_backend_make_id(struct vblk_backend *be, struct inode *inode)
-{
-	char buf[32];
-	int n;
+#ifndef CONFIGFS_MAGIC
+#define CONFIGFS_MAGIC		0x62656570
+#endif
+#ifndef FUSECTL_SUPER_MAGIC
+#define FUSECTL_SUPER_MAGIC	0x65735543
+#endif
 
-	if (S_ISBLK(inode->i_mode))
-		n = snprintf(buf, sizeof(buf), "vblk-b%u:%u",
-			     MAJOR(inode->i_rdev), MINOR(inode->i_rdev));
-	else
-		n = snprintf(buf, sizeof(buf), "vblk-%x-%lx",
-			     (unsigned int)inode->i_sb->s_dev, inode->i_ino);
-	memset(be->id, 0, sizeof(be->id));
-	memcpy(be->id, buf, min_t(int, n, sizeof(be->id)));
+/*
+ * Filesystems whose regular files are kernel interfaces, not storage: reading
+ * or writing them as a disk would act on the kernel with the module's
+ * calling pattern (and the opener's rights). Refused with EINVAL.
+ */
+static const unsigned long vblk_pseudo_fs[] = {
+	PROC_SUPER_MAGIC, SYSFS_MAGIC, DEBUGFS_MAGIC, TRACEFS_MAGIC,
+	SECURITYFS_MAGIC, SELINUX_MAGIC, SMACK_MAGIC, AAFS_MAGIC,
+	CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC, RDTGROUP_SUPER_MAGIC,
+	BPF_FS_MAGIC, CONFIGFS_MAGIC, EFIVARFS_MAGIC, PSTOREFS_MAGIC,
+	BINFMTFS_MAGIC, FUSECTL_SUPER_MAGIC, NSFS_MAGIC, ANON_INODE_FS_MAGIC,
+	BINDERFS_SUPER_MAGIC, DEVPTS_SUPER_MAGIC, SECRETMEM_MAGIC,
+	PIPEFS_MAGIC, SOCKFS_MAGIC, BDEVFS_MAGIC, DMA_BUF_MAGIC,
+};
+
+static bool vblk_pseudo_fs_file(struct inode *inode)
+{
+	unsigned long magic = inode->i_sb->s_magic;
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(vblk_pseudo_fs); i++)
+		if (magic == vblk_pseudo_fs[i])
+			return true;
+	return false;
+}
+
+/* Discard / write-zeroes limits: whole u32 segments, in units of @gran bytes. */
+static u32 vblk_max_sectors(u32 gran)
+{
+	return round_down(U32_MAX, max_t(u32, gran >> VBLK_SECTOR_SHIFT, 1));
+}
+
+static void vblk_backend_bdev_limits(struct vblk_backend *be,
+				     struct block_device *bdev, bool ro)
+{
+	be->info_flags |= VHOST_BLK_INFO_F_BLKDEV;
+	be->blk_size = bdev_logical_block_size(bdev);
+	be->phys_blk_size = bdev_physical_block_size(bdev);
+	be->opt_io_size = bdev_io_opt(bdev);
+	if (ro)
+		return;
+	if (bdev_max_discard_sectors(bdev)) {
+		be->info_flags |= VHOST_BLK_INFO_F_DISCARD;
+		be->discard_granularity = max(bdev_discard_granularity(bdev),
+					      be->blk_size);
+		be->max_discard_sectors = min_t(u64, bdev_max_discard_sectors(bdev),
+						vblk_max_sectors(be->blk_size));
+	}
+	/* blkdev_issue_zeroout() writes zeroes where the device cannot */
+	be->info_flags |= VHOST_BLK_INFO_F_WRITE_ZEROES;
+	be->max_write_zeroes_sectors = bdev_write_zeroes_sectors(bdev) ?:
+				       vblk_max_sectors(be->blk_size);
+}
+
+/*
+ * A file: block sizes of the filesystem's device where it has one (else
+ * 512 / none); O_DIRECT needs the device's logical block alignment.
+ * Holes are punched in filesystem blocks.
+ */
+static void vblk_backend_file_limits(struct vblk_backend *be,
+				     struct file *file, bool ro)
+{
+	struct super_block *sb = file_inode(file)->i_sb;
+	u32 gran = max_t(u32, sb->s_blocksize, 512);
+
+	if (sb->s_bdev) {
+		if (file->f_flags & O_DIRECT)
+			be->blk_size = bdev_logical_block_size(sb->s_bdev);
+		be->phys_blk_size = bdev_physical_block_size(sb->s_bdev);
+		be->opt_io_size = bdev_io_opt(sb->s_bdev);
+	}
+	be->phys_blk_size = max(be->phys_blk_size, be->blk_size);
+	if (ro || !file->f_op->fallocate)
+		return;
+	be->info_flags |= VHOST_BLK_INFO_F_DISCARD |
+			  VHOST_BLK_INFO_F_WRITE_ZEROES;
+	be->discard_granularity = gran;
+	be->max_discard_sectors = vblk_max_sectors(gran);
+	be->max_write_zeroes_sectors = vblk_max_sectors(gran);
 }
 
 struct vblk_backend *vblk_backend_open(int fd, u32 flags, long *err)
@@ -54,6 +118,8 @@ struct vblk_backend *vblk_backend_open(int fd, u32 flags, long *err)
 
 	*err = -EINVAL;
 	if (!S_ISREG(inode->i_mode) && !S_ISBLK(inode->i_mode))
+		goto err_put;
+	if (vblk_pseudo_fs_file(inode))
 		goto err_put;
 	*err = -EBADF;
 	if (!(file->f_mode & FMODE_READ) || !(file->f_mode & FMODE_CAN_READ) ||
@@ -82,27 +148,14 @@ struct vblk_backend *vblk_backend_open(int fd, u32 flags, long *err)
 		be->info_flags |= VHOST_BLK_INFO_F_DIRECT;
 
 	if (S_ISBLK(inode->i_mode)) {
-		struct block_device *bdev = I_BDEV(host);
-
-		if (!ro && bdev_read_only(bdev)) {
+		if (!ro && bdev_read_only(I_BDEV(host))) {
 			*err = -EROFS;
 			goto err_free;
 		}
-		be->info_flags |= VHOST_BLK_INFO_F_BLKDEV;
-		be->blk_size = bdev_logical_block_size(bdev);
-		if (!ro && bdev_max_discard_sectors(bdev))
-			be->info_flags |= VHOST_BLK_INFO_F_DISCARD;
-		if (!ro)
-			be->info_flags |= VHOST_BLK_INFO_F_WRITE_ZEROES;
+		vblk_backend_bdev_limits(be, I_BDEV(host), ro);
 	} else {
-		if ((file->f_flags & O_DIRECT) && inode->i_sb->s_bdev)
-			be->blk_size =
-				bdev_logical_block_size(inode->i_sb->s_bdev);
-		if (!ro && file->f_op->fallocate)
-			be->info_flags |= VHOST_BLK_INFO_F_DISCARD |
-					  VHOST_BLK_INFO_F_WRITE_ZEROES;
+		vblk_backend_file_limits(be, file, ro);
 	}
-	vblk_backend_make_id(be, inode);
 	return be;
 
 err_free:
@@ -116,66 +169,4 @@ void vblk_backend_put(struct vblk_backend *be)
 {
 	fput(be->file);
 	kfree(be);
-}
-
-/*
- * Any context, including hard IRQ. Once the request is on vq->done the worker
- * may reap it at once, the last inflight request may be gone and release may
- * be stopping the worker and freeing the device: @vq is only used inside this
- * RCU read section, and vblk_dev_reset() waits for a grace period after its
- * drain before it stops the workers (as vhost_vq_work_queue() does).
- */
-void vblk_req_queue_done(struct vblk_req *req)
-{
-	struct vblk_vq *vq = req->vq;
-	struct task_struct *worker;
-
-	rcu_read_lock();
-	if (llist_add(&req->node, &vq->done)) {
-		worker = READ_ONCE(vq->worker);
-		if (worker)
-			wake_up_process(worker);
-	}
-	rcu_read_unlock();
-}
-
-static void vblk_rw_complete(struct kiocb *iocb, long ret)
-{
-	struct vblk_req *req = container_of(iocb, struct vblk_req, iocb);
-
-	req->ret = ret;
-	vblk_req_queue_done(req);
-}
-
-void vblk_backend_submit_rw(struct vblk_vq *vq, struct vblk_req *req,
-			    struct iov_iter *iter, bool write)
-{
-	struct kiocb *iocb = &req->iocb;
-	struct file *file = req->file;
-	ssize_t ret;
-
-	init_sync_kiocb(iocb, file);
-	iocb->ki_pos = req->sector << VBLK_SECTOR_SHIFT;
-	iocb->ki_complete = vblk_rw_complete;
-	if (write) {
-		iocb->ki_flags |= IOCB_WRITE;
-		/* no FLUSH negotiated: an acknowledged write must be stable */
-		if (!vblk_has(vq->acked, VIRTIO_BLK_F_FLUSH))
-			iocb->ki_flags |= IOCB_DSYNC;
-		if (S_ISREG(file_inode(file)->i_mode)) {
-			kiocb_start_write(iocb);
-			req->flags |= VBLK_REQ_WRITE_STARTED;
-		}
-	}
-
-	ret = vblk_call_rw_iter(file, iocb, iter, write);
-	if (ret == -EIOCBQUEUED)
-		return;		/* vblk_rw_complete() will be called */
-	req->ret = ret;
-	vblk_req_complete(vq, req);
-}
-
-void vblk_backend_submit_work(struct vblk_vq *vq, struct vblk_req *req)
-{
-	queue_work(vblk_wq, &req->work);
 }

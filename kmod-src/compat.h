@@ -11,6 +11,7 @@
 #include <linux/eventfd.h>
 #include <linux/fs.h>
 #include <linux/uio.h>
+#include <linux/blkdev.h>
 
 /* eventfd_signal() lost its count argument in 6.8. */
 static inline void vblk_eventfd_signal(struct eventfd_ctx *ctx)
@@ -23,15 +24,38 @@ static inline void vblk_eventfd_signal(struct eventfd_ctx *ctx)
 }
 
 /*
- * call_read_iter()/call_write_iter() were removed in 6.10; calling the
- * file operations directly works everywhere.
+ * Writes go through vfs_iocb_iter_write() (permission hook, fsnotify).
+ * From 6.8 on it takes the superblock's freeze protection itself
+ * (kiocb_start_write) and drops it again unless the kiocb was queued; before,
+ * the caller takes it, as overlayfs did, for regular files.
+ * *started tells whether kiocb_end_write() is due when the request completes.
  */
-static inline ssize_t vblk_call_rw_iter(struct file *file, struct kiocb *iocb,
-					struct iov_iter *iter, bool write)
+static inline ssize_t vblk_iocb_write(struct file *file, struct kiocb *iocb,
+				      struct iov_iter *iter, bool *started)
 {
-	if (write)
-		return file->f_op->write_iter(iocb, iter);
-	return file->f_op->read_iter(iocb, iter);
+	ssize_t ret;
+
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
+	ret = vfs_iocb_iter_write(file, iocb, iter);
+	*started = ret == -EIOCBQUEUED;
+#else
+	*started = S_ISREG(file_inode(file)->i_mode);
+	if (*started)
+		kiocb_start_write(iocb);
+	ret = vfs_iocb_iter_write(file, iocb, iter);
+#endif
+	return ret;
+}
+
+/* bd_prepare_to_claim() took holder ops in 6.5 (blk_holder_ops). */
+static inline int vblk_bd_prepare_to_claim(struct block_device *bdev,
+					   void *holder)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 5, 0)
+	return bd_prepare_to_claim(bdev, holder, NULL);
+#else
+	return bd_prepare_to_claim(bdev, holder);
+#endif
 }
 
 /* iov_iter direction names: ITER_SOURCE/ITER_DEST exist from 6.1 on. */

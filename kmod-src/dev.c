@@ -48,7 +48,7 @@ struct vblk_dev *vblk_dev_alloc(void)
 }
 
 /* Copy device-wide state the workers use into every vq. */
-void vblk_dev_sync_vqs(struct vblk_dev *dev)
+static void vblk_dev_sync_vqs(struct vblk_dev *dev)
 {
 	unsigned int i;
 
@@ -61,6 +61,7 @@ void vblk_dev_sync_vqs(struct vblk_dev *dev)
 		vq->be = dev->be;
 		vq->log_base = dev->log_base;
 		vq->log_ctx = dev->log_ctx;
+		memcpy(vq->serial, dev->serial, sizeof(vq->serial));
 		mutex_unlock(&vq->mutex);
 	}
 }
@@ -77,12 +78,6 @@ static void vblk_dev_pause(struct vblk_dev *dev, bool paused)
 	}
 }
 
-/* Wait until every request submitted on @vq has been completed. */
-void vblk_vq_drain(struct vblk_vq *vq)
-{
-	wait_event(vq->drain_wq, READ_ONCE(vq->inflight) == 0);
-}
-
 static void vblk_dev_drain(struct vblk_dev *dev)
 {
 	unsigned int i;
@@ -91,25 +86,24 @@ static void vblk_dev_drain(struct vblk_dev *dev)
 		vblk_vq_drain(&dev->vqs[i]);
 }
 
-u64 vblk_dev_features(struct vblk_dev *dev)
+static u64 vblk_dev_features(struct vblk_dev *dev)
 {
 	u64 f = VBLK_FEATURES;
-	struct vblk_backend *be = dev->be;
+	u32 flags = dev->be ? vblk_backend_flags(dev->be) : 0;
 
-	if (be) {
-		if (be->info_flags & VHOST_BLK_INFO_F_READONLY)
-			f |= 1ULL << VIRTIO_BLK_F_RO;
-		if (be->info_flags & VHOST_BLK_INFO_F_DISCARD)
-			f |= 1ULL << VIRTIO_BLK_F_DISCARD;
-		if (be->info_flags & VHOST_BLK_INFO_F_WRITE_ZEROES)
-			f |= 1ULL << VIRTIO_BLK_F_WRITE_ZEROES;
-	}
+	if (flags & VHOST_BLK_INFO_F_READONLY)
+		f |= 1ULL << VIRTIO_BLK_F_RO;
+	if (flags & VHOST_BLK_INFO_F_DISCARD)
+		f |= 1ULL << VIRTIO_BLK_F_DISCARD;
+	if (flags & VHOST_BLK_INFO_F_WRITE_ZEROES)
+		f |= 1ULL << VIRTIO_BLK_F_WRITE_ZEROES;
 	return f;
 }
 
 /*
  * Stop every queue, wait for in-flight I/O, stop the workers and drop all
- * resources. Leaves @dev as freshly opened (no owner).
+ * resources. Leaves @dev as freshly opened (no owner), except for the serial
+ * (VHOST_BLK_SET_SERIAL), which belongs to the device.
  */
 static void vblk_dev_reset(struct vblk_dev *dev)
 {
@@ -144,6 +138,9 @@ static void vblk_dev_reset(struct vblk_dev *dev)
 	if (dev->mm)
 		mmput(dev->mm);
 	dev->mm = NULL;
+	if (dev->counted)
+		vblk_quota_put_device();
+	dev->counted = false;
 	vblk_dev_sync_vqs(dev);
 }
 
@@ -158,12 +155,22 @@ void vblk_dev_release(struct vblk_dev *dev)
 static long vblk_set_owner(struct vblk_dev *dev)
 {
 	struct mm_struct *mm;
+	int ret;
 
 	if (dev->mm)
 		return -EBUSY;
 	mm = get_task_mm(current);
 	if (!mm)
 		return -EINVAL;
+	dev->owner_pid = current->tgid;
+	ret = vblk_quota_get_device();
+	if (ret) {
+		vblk_warn(dev, "max_devices (%u) devices have an owner already\n",
+			  READ_ONCE(vblk_max_devices));
+		mmput(mm);
+		return ret;
+	}
+	dev->counted = true;
 	dev->mm = mm;
 	return 0;
 }
@@ -178,6 +185,10 @@ static long vblk_set_features(struct vblk_dev *dev, u64 __user *argp)
 		return -EOPNOTSUPP;
 	if (!vblk_has(features, VIRTIO_F_VERSION_1))
 		return -EINVAL;
+	/* from now on every guest write is logged: the bitmap must cover it */
+	if (vblk_has(features, VHOST_F_LOG_ALL) && dev->log_base &&
+	    !vblk_log_covers(dev, dev->mem, dev->log_base))
+		return -EFAULT;
 	dev->acked = features;
 	vblk_dev_sync_vqs(dev);
 	return 0;
@@ -191,25 +202,16 @@ static long vblk_set_mem_table(struct vblk_dev *dev, void __user *argp)
 	mem = vblk_mem_from_user(argp, &err);
 	if (!mem)
 		return err;
+	if (vblk_has(dev->acked, VHOST_F_LOG_ALL) && dev->log_base &&
+	    !vblk_log_covers(dev, mem, dev->log_base)) {
+		kvfree(mem);
+		return -EFAULT;
+	}
 	old = dev->mem;
 	dev->mem = mem;
 	vblk_dev_sync_vqs(dev);
 	kvfree(old);
 	return 0;
-}
-
-/* The bitmap must cover every guest page of the memory table. */
-static bool vblk_log_base_ok(const struct vblk_mem *mem, u64 base)
-{
-	u64 last = 0, bytes;
-	u32 i;
-
-	if (!mem)
-		return true;
-	for (i = 0; i < mem->nregions; i++)
-		last = max(last, mem->r[i].gpa + mem->r[i].size - 1);
-	bytes = (last >> 12) / BITS_PER_BYTE + 1;
-	return access_ok(u64_to_user_ptr(base), bytes);
 }
 
 static long vblk_set_log_base(struct vblk_dev *dev, u64 __user *argp)
@@ -220,7 +222,7 @@ static long vblk_set_log_base(struct vblk_dev *dev, u64 __user *argp)
 		return -EFAULT;
 	if (base != (unsigned long)base)
 		return -EFAULT;
-	if (base && !vblk_log_base_ok(dev->mem, base))
+	if (base && !vblk_log_covers(dev, dev->mem, base))
 		return -EFAULT;
 	dev->log_base = base;
 	vblk_dev_sync_vqs(dev);
@@ -288,6 +290,7 @@ static long vblk_set_backend(struct vblk_dev *dev, void __user *argp)
 
 static long vblk_get_info(struct vblk_dev *dev, void __user *argp)
 {
+	struct vblk_backend *be = dev->be;
 	struct vhost_blk_info info = {};
 	unsigned int i;
 
@@ -297,16 +300,43 @@ static long vblk_get_info(struct vblk_dev *dev, void __user *argp)
 	info.seg_max = dev->seg_max;
 	info.features = vblk_dev_features(dev);
 	info.blk_size = 512;
-	if (dev->be) {
-		info.capacity = dev->be->capacity;
-		info.blk_size = dev->be->blk_size;
-		info.flags = dev->be->info_flags;
+	info.max_sectors = VBLK_MAX_IO_BYTES >> VBLK_SECTOR_SHIFT;
+	info.max_dwz_seg = VBLK_MAX_DWZ_SEGS;
+	if (be) {
+		info.capacity = be->capacity;
+		info.blk_size = be->blk_size;
+		info.flags = vblk_backend_flags(be);
+		info.phys_blk_size = be->phys_blk_size;
+		info.opt_io_size = be->opt_io_size;
 	}
+	if (info.flags & VHOST_BLK_INFO_F_DISCARD) {
+		info.discard_granularity = be->discard_granularity;
+		info.max_discard_sectors = be->max_discard_sectors;
+	}
+	if (info.flags & VHOST_BLK_INFO_F_WRITE_ZEROES)
+		info.max_write_zeroes_sectors = be->max_write_zeroes_sectors;
 	for (i = 0; i < dev->nvqs; i++)
 		info.inflight += READ_ONCE(dev->vqs[i].inflight);
 
 	if (copy_to_user(argp, &info, sizeof(info)))
 		return -EFAULT;
+	return 0;
+}
+
+/* The serial belongs to the device: it survives backend swaps and resets. */
+static long vblk_set_serial(struct vblk_dev *dev, void __user *argp)
+{
+	struct vhost_blk_serial s;
+
+	if (copy_from_user(&s, argp, sizeof(s)))
+		return -EFAULT;
+	if (s.len > VHOST_BLK_SERIAL_BYTES || s.reserved ||
+	    memchr_inv(s.pad, 0, sizeof(s.pad)))
+		return -EINVAL;
+	BUILD_BUG_ON(VHOST_BLK_SERIAL_BYTES != VIRTIO_BLK_ID_BYTES);
+	memset(dev->serial, 0, sizeof(dev->serial));
+	memcpy(dev->serial, s.serial, s.len);
+	vblk_dev_sync_vqs(dev);
 	return 0;
 }
 
@@ -329,6 +359,11 @@ long vblk_dev_ioctl(struct vblk_dev *dev, unsigned int cmd, void __user *argp)
 		goto out;
 	case VHOST_SET_OWNER:
 		ret = vblk_set_owner(dev);
+		goto out;
+	case VHOST_BLK_SET_SERIAL:
+		/* before SET_OWNER anybody holding the fd, then the owner */
+		ret = dev->mm && dev->mm != current->mm ? -EPERM :
+		      vblk_set_serial(dev, argp);
 		goto out;
 	}
 

@@ -11,6 +11,7 @@
 #include <linux/mm.h>
 #include <linux/highmem.h>
 #include <linux/bitops.h>
+#include <linux/uaccess.h>
 
 #include "vblk.h"
 
@@ -97,4 +98,45 @@ int vblk_log_used(struct vblk_vq *vq, u64 offset, u64 len)
 	if (!vq->log_used || !vblk_logging(vq))
 		return 0;
 	return vblk_log_gpa(vq, vq->log_addr + offset, len);
+}
+
+/* Do the log bits of guest range [gpa, gpa + len) lie in user memory at @base? */
+bool vblk_log_range_ok(u64 base, u64 gpa, u64 len)
+{
+	u64 first, last;
+
+	if (!len)
+		return true;
+	if (gpa + len - 1 < gpa)
+		return false;
+	first = (gpa >> VBLK_LOG_PAGE_SHIFT) / BITS_PER_BYTE;
+	last = ((gpa + len - 1) >> VBLK_LOG_PAGE_SHIFT) / BITS_PER_BYTE;
+	if (base + first < base || base + first != (unsigned long)(base + first))
+		return false;
+	return access_ok(u64_to_user_ptr(base + first), last - first + 1);
+}
+
+/*
+ * Does a bitmap at @base cover every page of @mem and the used ring of every
+ * queue that logs it? Checked whenever one of them or VHOST_F_LOG_ALL
+ * changes, as vhost_log_access_ok() does, so that logging never fails later.
+ * dev->mutex held (the queues' log settings only change under it).
+ */
+bool vblk_log_covers(struct vblk_dev *dev, const struct vblk_mem *mem, u64 base)
+{
+	unsigned int i;
+
+	for (i = 0; mem && i < mem->nregions; i++)
+		if (!vblk_log_range_ok(base, mem->r[i].gpa, mem->r[i].size))
+			return false;
+	for (i = 0; i < dev->nvqs; i++) {
+		struct vblk_vq *vq = &dev->vqs[i];
+
+		if (vq->log_used && vq->num &&
+		    !vblk_log_range_ok(base, vq->log_addr,
+				       sizeof(struct vblk_used) + sizeof(__le16) +
+				       vq->num * sizeof(struct vblk_used_elem)))
+			return false;
+	}
+	return true;
 }

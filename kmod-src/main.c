@@ -44,6 +44,16 @@ module_param_named(busyloop_us, vblk_busyloop_us, uint, 0644);
 MODULE_PARM_DESC(busyloop_us,
 		 "Microseconds a queue worker busy-polls for the next kick or completion before it sleeps, 0-10000 (default 0: never); initial value of VHOST_SET_VRING_BUSYLOOP_TIMEOUT, read at open()");
 
+unsigned int vblk_max_devices = 1024;
+module_param_named(max_devices, vblk_max_devices, uint, 0644);
+MODULE_PARM_DESC(max_devices,
+		 "Open /dev/vhost-blk instances with an owner, system-wide (default 1024); VHOST_SET_OWNER beyond it fails with EMFILE");
+
+unsigned int vblk_max_workers = 4096;
+module_param_named(max_workers, vblk_max_workers, uint, 0644);
+MODULE_PARM_DESC(max_workers,
+		 "Queue worker threads, system-wide (default 4096); VHOST_SET_VRING_KICK needing one more fails with ENOSPC");
+
 struct workqueue_struct *vblk_wq;
 
 static int vblk_open(struct inode *inode, struct file *f)

@@ -11,13 +11,8 @@
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/uio.h>
-#include <linux/falloc.h>
-#include <linux/blkdev.h>
-#include <linux/mm.h>
 
 #include "vblk.h"
-
-static void vblk_req_work_fn(struct work_struct *work);
 
 /* Preallocate min(@num, pool_max) requests; no request in flight. */
 int vblk_pool_alloc(struct vblk_vq *vq, unsigned int num)
@@ -41,7 +36,7 @@ int vblk_pool_alloc(struct vblk_vq *vq, unsigned int num)
 
 		req->vq = vq;
 		req->iov_cap = cap;
-		INIT_WORK(&req->work, vblk_req_work_fn);
+		INIT_WORK(&req->work, vblk_work_fn);
 		list_add_tail(&req->free, &vq->free_reqs);
 	}
 	return 0;
@@ -87,7 +82,12 @@ static int vblk_req_log_data(struct vblk_vq *vq, struct vblk_req *req, u64 len)
 	return 0;
 }
 
-/* Answer a request: status byte, dirty log, used entry, back to pool. */
+/*
+ * Answer a request: status byte, dirty log, used entry, back to pool.
+ * The log covers all the data the request may have written into the guest
+ * (req->dirty_len), whatever the status: a failed or short read may have
+ * filled some of the buffers, and a migrating VMM must copy them again.
+ */
 void vblk_req_finish(struct vblk_vq *vq, struct vblk_req *req, u8 status)
 {
 	u32 used_len = status == VIRTIO_BLK_S_OK ? req->used_len : 0;
@@ -97,7 +97,7 @@ void vblk_req_finish(struct vblk_vq *vq, struct vblk_req *req, u8 status)
 	} else {
 		used_len++;
 		if (vblk_logging(vq) &&
-		    (vblk_req_log_data(vq, req, used_len - 1) ||
+		    (vblk_req_log_data(vq, req, req->dirty_len) ||
 		     vblk_log_hva(vq, (unsigned long)req->status, 1)))
 			vblk_vq_set_broken(vq, "cannot write dirty log");
 		if (vblk_vq_add_used(vq, req->head, used_len))
@@ -111,8 +111,7 @@ void vblk_req_complete(struct vblk_vq *vq, struct vblk_req *req)
 {
 	u8 status;
 
-	if (req->flags & VBLK_REQ_WRITE_STARTED)
-		kiocb_end_write(&req->iocb);
+	vblk_io_end(req);
 	req->flags = 0;
 
 	switch (req->type) {
@@ -132,60 +131,13 @@ void vblk_req_complete(struct vblk_vq *vq, struct vblk_req *req)
 		break;
 	}
 	if (status != VIRTIO_BLK_S_OK)
-		pr_debug("queue %u: request type %u sector %llu failed: %ld\n",
+		vblk_dbg(vq->dev, "queue %u: request type %u sector %llu failed: %ld\n",
 			 vq->index, req->type, req->sector, req->ret);
 	vblk_req_finish(vq, req, status);
 	/* Last: drainers may free the backend once this reaches zero. */
 	WRITE_ONCE(vq->inflight, vq->inflight - 1);
 	if (!vq->inflight)
 		wake_up(&vq->drain_wq);
-}
-
-static void vblk_req_work_fn(struct work_struct *work)
-{
-	struct vblk_req *req = container_of(work, struct vblk_req, work);
-	struct file *file = req->file;
-	int ret = 0;
-	u16 i;
-
-	if (req->type == VIRTIO_BLK_T_FLUSH) {
-		req->ret = vfs_fsync(file, 0);
-		vblk_req_queue_done(req);
-		return;
-	}
-
-	for (i = 0; i < req->nr_segs && !ret; i++) {
-		const struct vblk_dwz_seg *s = &req->segs[i];
-		loff_t off = le64_to_cpu(s->sector) << VBLK_SECTOR_SHIFT;
-		loff_t len = (loff_t)le32_to_cpu(s->num_sectors) <<
-			     VBLK_SECTOR_SHIFT;
-
-		if (!len)
-			continue;
-		if (req->type == VIRTIO_BLK_T_DISCARD &&
-		    S_ISBLK(file_inode(file)->i_mode)) {
-			/* fallocate() on a bdev would zero, not discard */
-			ret = blkdev_issue_discard(I_BDEV(file->f_mapping->host),
-						   off >> VBLK_SECTOR_SHIFT,
-						   len >> VBLK_SECTOR_SHIFT,
-						   GFP_KERNEL);
-			truncate_inode_pages_range(file->f_mapping, off,
-						   off + len - 1);
-		} else if (req->type == VIRTIO_BLK_T_DISCARD) {
-			ret = vfs_fallocate(file, FALLOC_FL_PUNCH_HOLE |
-					    FALLOC_FL_KEEP_SIZE, off, len);
-		} else {
-			ret = vfs_fallocate(file, FALLOC_FL_ZERO_RANGE |
-					    FALLOC_FL_KEEP_SIZE, off, len);
-			/* e.g. tmpfs: punching a hole reads back as zeroes */
-			if (ret == -EOPNOTSUPP && S_ISREG(file_inode(file)->i_mode))
-				ret = vfs_fallocate(file, FALLOC_FL_PUNCH_HOLE |
-						    FALLOC_FL_KEEP_SIZE,
-						    off, len);
-		}
-	}
-	req->ret = ret;
-	vblk_req_queue_done(req);
 }
 
 /* Is [sector, sector + nsect) inside the backend? */
@@ -204,7 +156,7 @@ static u8 vblk_req_prepare_dwz(struct vblk_backend *be, struct vblk_req *req,
 		      VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
 	u16 i;
 
-	if (!(be->info_flags & flag))
+	if (!(vblk_backend_flags(be) & flag))
 		return VIRTIO_BLK_S_UNSUPP;
 	if (be->info_flags & VHOST_BLK_INFO_F_READONLY)
 		return VIRTIO_BLK_S_IOERR;
@@ -239,10 +191,12 @@ void vblk_req_handle(struct vblk_vq *vq, struct vblk_req *req)
 	size_t n;
 
 	req->used_len = 0;
+	req->dirty_len = 0;
 	req->flags = 0;
 	req->nr_segs = 0;
 	req->type = U32_MAX;
 	req->sector = 0;
+	req->be = be;
 	req->file = be->file;
 
 	if (req->bad || req->out_len < sizeof(hdr) ||
@@ -278,18 +232,22 @@ void vblk_req_handle(struct vblk_vq *vq, struct vblk_req *req)
 			goto finish;
 		}
 		if (!write)
-			req->used_len = req->len;
+			req->used_len = req->dirty_len = req->len;
 		vq->inflight++;
-		vblk_backend_submit_rw(vq, req, data, write);
+		req->ret = vblk_io_submit_rw(vq, req, data, write);
+		if (req->ret != -EIOCBQUEUED)
+			vblk_req_complete(vq, req);
 		return;
 	}
 	case VIRTIO_BLK_T_FLUSH:
 		vq->inflight++;
-		vblk_backend_submit_work(vq, req);
+		queue_work(vblk_wq, &req->work);
 		return;
 	case VIRTIO_BLK_T_GET_ID:
+		/* the device's serial (VHOST_BLK_SET_SERIAL), zero-padded */
 		n = min_t(size_t, VIRTIO_BLK_ID_BYTES, iov_iter_count(&in));
-		if (copy_to_iter(be->id, n, &in) != n)
+		req->dirty_len = n;
+		if (copy_to_iter(vq->serial, n, &in) != n)
 			goto finish;
 		req->used_len = n;
 		status = VIRTIO_BLK_S_OK;
@@ -300,7 +258,7 @@ void vblk_req_handle(struct vblk_vq *vq, struct vblk_req *req)
 		if (status != VIRTIO_BLK_S_OK)
 			goto finish;
 		vq->inflight++;
-		vblk_backend_submit_work(vq, req);
+		queue_work(vblk_wq, &req->work);
 		return;
 	default:
 		status = VIRTIO_BLK_S_UNSUPP;

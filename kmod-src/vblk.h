@@ -13,12 +13,12 @@
  *               (including hard IRQ), emptied by the worker.
  *
  * Memory per open device (x86_64, default parameters, measured):
- *   struct vblk_dev (96 B) + max_queues * struct vblk_vq (344 B): 2.8 KiB
+ *   struct vblk_dev (128 B) + max_queues * struct vblk_vq (376 B): 3.1 KiB
  *   per queue whose size is set (VHOST_SET_VRING_NUM):
  *     min(num, max_inflight) requests of
- *     sizeof(struct vblk_req) (456 B) + (seg_max + VBLK_IOV_SLACK) * 16 B,
+ *     sizeof(struct vblk_req) (472 B) + (seg_max + VBLK_IOV_SLACK) * 16 B,
  *     cache-line aligned: 2624 B -> 128 requests = 328 KiB per active queue
- *   backend 48 B; memory table: 24 B per region.
+ *   backend 56 B; memory table: 24 B per region.
  *   One kernel thread per queue that got a kick eventfd.
  */
 #ifndef VHOST_BLK_VBLK_H
@@ -71,6 +71,8 @@ extern unsigned int vblk_max_inflight;
 extern unsigned int vblk_seg_max;
 extern unsigned int vblk_max_mem_regions;
 extern unsigned int vblk_busyloop_us;
+extern unsigned int vblk_max_devices;
+extern unsigned int vblk_max_workers;
 extern struct workqueue_struct *vblk_wq;
 
 /* Little-endian split ring layout (VIRTIO_F_VERSION_1 only). */
@@ -124,15 +126,27 @@ struct vblk_mem {
 
 /* An attached backing file or block device. */
 struct vblk_backend {
-	struct file *file;
+	struct file *file;	/* its f_cred is used for all I/O */
 	u64 capacity;		/* 512-byte sectors */
 	u32 blk_size;
 	u32 info_flags;		/* VHOST_BLK_INFO_F_* */
-	char id[VIRTIO_BLK_ID_BYTES];
+	unsigned long unsupp;	/* VHOST_BLK_INFO_F_* found not to work (atomic bits) */
+	u32 phys_blk_size;
+	u32 opt_io_size;
+	u32 discard_granularity;
+	u32 max_discard_sectors;
+	u32 max_write_zeroes_sectors;
 };
 
+/* Flags the backend serves: what it announced less what failed since. */
+static inline u32 vblk_backend_flags(const struct vblk_backend *be)
+{
+	return be->info_flags & ~(u32)READ_ONCE(be->unsupp);
+}
+
 /* Request life cycle flags. */
-#define VBLK_REQ_WRITE_STARTED	(1U << 0)
+#define VBLK_REQ_WRITE_STARTED	(1U << 0)	/* kiocb_end_write() due */
+#define VBLK_REQ_QUEUED		(1U << 1)	/* read/write returned -EIOCBQUEUED */
 
 struct vblk_vq;
 
@@ -142,13 +156,15 @@ struct vblk_req {
 	struct llist_node node;		/* on vq->done */
 	struct list_head free;		/* on vq->free_reqs */
 	struct work_struct work;	/* flush / discard / write zeroes */
-	struct file *file;		/* backend of this request */
+	struct vblk_backend *be;	/* backend of this request */
+	struct file *file;		/* be->file */
 	long ret;
 	u64 len;			/* bytes of data to transfer */
 	u64 sector;
 	u8 __user *status;
 	u32 type;
 	u32 used_len;			/* bytes written to the guest */
+	u64 dirty_len;			/* bytes the guest may find written */
 	u32 flags;
 	u16 head;
 	u16 nr_segs;			/* discard/write zeroes */
@@ -212,6 +228,7 @@ struct vblk_vq {
 	struct vblk_backend *be;
 	u64 log_base;
 	struct eventfd_ctx *log_ctx;
+	u8 serial[VIRTIO_BLK_ID_BYTES];
 
 	/* eventfds */
 	struct file *kick;
@@ -236,6 +253,9 @@ struct vblk_vq {
 struct vblk_dev {
 	struct mutex mutex;
 	struct mm_struct *mm;
+	pid_t owner_pid;		/* tgid of the (last) owner, for messages */
+	bool counted;			/* holds one of max_devices */
+	u8 serial[VIRTIO_BLK_ID_BYTES];	/* VHOST_BLK_SET_SERIAL, kept across resets */
 	u64 acked;
 	struct vblk_mem *mem;
 	struct vblk_backend *be;
@@ -246,6 +266,17 @@ struct vblk_dev {
 	unsigned int pool_max;
 	struct vblk_vq vqs[];
 };
+
+/*
+ * Messages about a device name its owner: "vhost_blk: pid 1234: ...".
+ * Warnings are rate limited: a guest can trigger them.
+ */
+#define vblk_warn(dev, fmt, ...)					\
+	pr_warn_ratelimited("pid %d: " fmt, (dev)->owner_pid, ##__VA_ARGS__)
+#define vblk_info(dev, fmt, ...)					\
+	pr_info_ratelimited("pid %d: " fmt, (dev)->owner_pid, ##__VA_ARGS__)
+#define vblk_dbg(dev, fmt, ...)						\
+	pr_debug("pid %d: " fmt, (dev)->owner_pid, ##__VA_ARGS__)
 
 /* What a new or reset queue busy-polls for (module parameter, bounded). */
 static inline unsigned int vblk_default_busyloop_us(void)
@@ -268,13 +299,11 @@ static inline bool vblk_logging(struct vblk_vq *vq)
 long vblk_dev_ioctl(struct vblk_dev *dev, unsigned int cmd, void __user *argp);
 struct vblk_dev *vblk_dev_alloc(void);
 void vblk_dev_release(struct vblk_dev *dev);
-void vblk_dev_sync_vqs(struct vblk_dev *dev);
-void vblk_vq_drain(struct vblk_vq *vq);
-u64 vblk_dev_features(struct vblk_dev *dev);
 
 /* vq_ioctl.c */
 long vblk_vq_ioctl(struct vblk_dev *dev, unsigned int cmd, void __user *argp);
 void vblk_vq_cleanup(struct vblk_vq *vq);
+void vblk_vq_drain(struct vblk_vq *vq);
 
 /* mem.c */
 struct vblk_mem *vblk_mem_from_user(void __user *argp, long *err);
@@ -285,6 +314,8 @@ int vblk_copy_from_guest(struct vblk_vq *vq, void *dst, u64 gpa, size_t len);
 int vblk_log_gpa(struct vblk_vq *vq, u64 gpa, u64 len);
 int vblk_log_hva(struct vblk_vq *vq, unsigned long hva, u64 len);
 int vblk_log_used(struct vblk_vq *vq, u64 offset, u64 len);
+bool vblk_log_range_ok(u64 base, u64 gpa, u64 len);
+bool vblk_log_covers(struct vblk_dev *dev, const struct vblk_mem *mem, u64 base);
 
 /* vring.c */
 int vblk_vq_init_access(struct vblk_vq *vq);
@@ -307,10 +338,21 @@ void vblk_req_complete(struct vblk_vq *vq, struct vblk_req *req);
 /* backend.c */
 struct vblk_backend *vblk_backend_open(int fd, u32 flags, long *err);
 void vblk_backend_put(struct vblk_backend *be);
-void vblk_backend_submit_rw(struct vblk_vq *vq, struct vblk_req *req,
-			    struct iov_iter *iter, bool write);
-void vblk_backend_submit_work(struct vblk_vq *vq, struct vblk_req *req);
+
+/* io.c */
+ssize_t vblk_io_submit_rw(struct vblk_vq *vq, struct vblk_req *req,
+			  struct iov_iter *iter, bool write);
+void vblk_io_end(struct vblk_req *req);
 void vblk_req_queue_done(struct vblk_req *req);
+
+/* work.c */
+void vblk_work_fn(struct work_struct *work);
+
+/* quota.c */
+int vblk_quota_get_device(void);
+void vblk_quota_put_device(void);
+int vblk_quota_get_worker(void);
+void vblk_quota_put_worker(void);
 
 /* worker.c */
 int vblk_worker_start(struct vblk_vq *vq);

@@ -49,6 +49,12 @@ void vblk_vq_cleanup(struct vblk_vq *vq)
 	mutex_unlock(&vq->mutex);
 }
 
+/* Wait until every request submitted on @vq has been completed. */
+void vblk_vq_drain(struct vblk_vq *vq)
+{
+	wait_event(vq->drain_wq, READ_ONCE(vq->inflight) == 0);
+}
+
 static long vblk_set_vring_num(struct vblk_vq *vq, struct vhost_vring_state *s)
 {
 	int ret;
@@ -112,6 +118,12 @@ static long vblk_set_vring_addr(struct vblk_vq *vq, struct vhost_vring_addr *a)
 		return -EFAULT;
 	if (vq->inflight)
 		return -EBUSY;
+	/* a logged used ring must be inside the bitmap, as in vhost */
+	if ((a->flags & (1U << VHOST_VRING_F_LOG)) && vq->log_base &&
+	    !vblk_log_range_ok(vq->log_base, a->log_guest_addr,
+			       sizeof(struct vblk_used) + sizeof(__le16) +
+			       num * sizeof(struct vblk_used_elem)))
+		return -EINVAL;
 
 	vq->desc = u64_to_user_ptr(a->desc_user_addr);
 	vq->avail = u64_to_user_ptr(a->avail_user_addr);

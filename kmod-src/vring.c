@@ -39,7 +39,7 @@ void vblk_vq_set_broken(struct vblk_vq *vq, const char *why)
 	if (vq->broken)
 		return;
 	vq->broken = true;
-	pr_warn_ratelimited("queue %u broken: %s\n", vq->index, why);
+	vblk_warn(vq->dev, "queue %u broken: %s\n", vq->index, why);
 	if (vq->err)
 		vblk_eventfd_signal(vq->err);
 }

@@ -23,6 +23,7 @@
 #include <linux/blkdev.h>
 #include <linux/poll.h>
 #include <linux/file.h>
+#include <linux/cred.h>
 
 #include "vblk.h"
 
@@ -58,9 +59,15 @@ static bool vblk_vq_ready(struct vblk_vq *vq)
 	       vq->be && vq->kick && !vq->stopped && !vq->paused && !vq->broken;
 }
 
-/* Take new requests off the avail ring, at most VBLK_WEIGHT per pass. */
+/*
+ * Take new requests off the avail ring, at most VBLK_WEIGHT per pass.
+ * Reads and writes are submitted with the credentials of whoever opened
+ * the backend (its f_cred), not the kthread's: the permission hooks and
+ * filesystem decisions (e.g. clearing set-user-ID on write) see the VMM.
+ */
 static void vblk_worker_handle_kick(struct vblk_vq *vq)
 {
+	const struct cred *old_cred;
 	unsigned int done = 0;
 	struct blk_plug plug;
 	struct vblk_req *req;
@@ -79,6 +86,7 @@ static void vblk_worker_handle_kick(struct vblk_vq *vq)
 		return;
 	}
 
+	old_cred = override_creds(vq->be->file->f_cred);
 	blk_start_plug(&plug);
 	for (;;) {
 		if (list_empty(&vq->free_reqs)) {
@@ -115,6 +123,7 @@ static void vblk_worker_handle_kick(struct vblk_vq *vq)
 		cond_resched();
 	}
 	blk_finish_plug(&plug);
+	revert_creds(old_cred);
 }
 
 static bool vblk_worker_has_work(struct vblk_vq *vq)
@@ -240,20 +249,30 @@ int vblk_worker_start(struct vblk_vq *vq)
 		.owner = current->group_leader,
 	};
 	struct task_struct *t;
+	int ret;
 
+	ret = vblk_quota_get_worker();
+	if (ret) {
+		vblk_warn(vq->dev, "queue %u: max_workers (%u) queue workers run already\n",
+			  vq->index, READ_ONCE(vblk_max_workers));
+		return ret;
+	}
 	init_completion(&boot.attached);
 	t = kthread_create(vblk_worker_fn, &boot, "vhost-blk-%d.%u",
 			   current->tgid, vq->index);
-	if (IS_ERR(t))
+	if (IS_ERR(t)) {
+		vblk_quota_put_worker();
 		return PTR_ERR(t);
+	}
 	vq->worker = t;
 	wake_up_process(t);
 	wait_for_completion(&boot.attached);
 	if (boot.ret) {
-		pr_warn_ratelimited("cannot join the cgroups of %s[%d]: %d\n",
-				    boot.owner->comm, boot.owner->pid, boot.ret);
+		vblk_warn(vq->dev, "cannot join the cgroups of %s[%d]: %d\n",
+			  boot.owner->comm, boot.owner->pid, boot.ret);
 		vq->worker = NULL;
 		kthread_stop(t);
+		vblk_quota_put_worker();
 		return boot.ret;
 	}
 	return 0;
@@ -267,6 +286,7 @@ void vblk_worker_stop(struct vblk_vq *vq)
 		return;
 	WRITE_ONCE(vq->worker, NULL);
 	kthread_stop(worker);
+	vblk_quota_put_worker();
 }
 
 static int vblk_poll_wake(wait_queue_entry_t *wait, unsigned int mode,

@@ -11,6 +11,13 @@
  * VHOST_SET_MEM_TABLE, VHOST_SET_VRING_*, VHOST_GET_VRING_BASE, VHOST_SET_LOG_*,
  * VHOST_RESET_OWNER) plus the ioctls below.
  *
+ * System-wide limits (module parameters max_devices, max_workers): VHOST_SET_OWNER
+ * fails with EMFILE when max_devices devices have an owner already, and
+ * VHOST_SET_VRING_KICK fails with ENOSPC when it needs a new queue worker and
+ * max_workers are running. Backends on pseudo filesystems (proc, sysfs, debugfs,
+ * tracefs, securityfs, cgroup, bpf, configfs, efivarfs, pstore, ...) are refused
+ * with EINVAL.
+ *
  * Our ioctl numbers live in 0xB0..0xBF of the VHOST_VIRTIO (0xAF) space. They
  * do not collide with upstream vhost (0x00..0x8x), nor with earlier out-of-tree
  * vhost-blk series (0x50 in 2018, 0x90 and 0xFF in 2022).
