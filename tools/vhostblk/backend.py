@@ -38,3 +38,17 @@ def open_backend(path, size=None, readonly=False, create=True, direct=False):
         os.ftruncate(fd, size)
         cur = size
     return fd, cur, False
+
+
+def host_topology(st):
+    """(physical block size, optimal I/O size) the module reports for a backend of stat ``st``:
+    the block device's, or for a file its filesystem device's, else (512, 0)."""
+    dev = st.st_rdev if stat.S_ISBLK(st.st_mode) else st.st_dev
+    base = f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}"
+    for q in (f"{base}/queue", f"{base}/../queue"):
+        try:
+            with open(f"{q}/physical_block_size") as f1, open(f"{q}/optimal_io_size") as f2:
+                return max(int(f1.read()), 512), int(f2.read())
+        except OSError:
+            continue
+    return 512, 0

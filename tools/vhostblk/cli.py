@@ -58,6 +58,13 @@ def build_parser():
     st.add_argument("--busyloop-us", type=int, default=None,
                     help="VHOST_SET_VRING_BUSYLOOP_TIMEOUT for every queue, 0-10000 "
                          "(default: the module's busyloop_us)")
+    st.add_argument("--limits", action="store_true",
+                    help="also check the max_devices / max_workers limits: briefly sets them to "
+                         "0 in /sys/module/vhost_blk/parameters (root; other users of the module "
+                         "see the limit meanwhile)")
+    st.add_argument("--nopunch-file", default=None,
+                    help="a file on a filesystem that cannot punch holes (e.g. vfat): check that "
+                         "DISCARD there is answered UNSUPP and then no longer offered")
     _common(st)
 
     fz = sub.add_parser("fuzz", help="feed malformed descriptor chains and requests",

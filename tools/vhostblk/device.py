@@ -17,6 +17,8 @@ class VhostBlkDevice:
     propagates unchanged (errno tells what went wrong).
     """
 
+    IN_KERNEL = True     # I/O is done by the module (the fake device does it in this process)
+
     def __init__(self, path=None, abi=None):
         self.abi = abi or abimod.load()
         self.path = path or "/dev/" + self.abi.strings.get("VHOST_BLK_DEVICE_NAME", "vhost-blk")
@@ -105,3 +107,31 @@ class VhostBlkDevice:
     def get_info(self):
         s = self.abi.struct("vhost_blk_info")
         return s.unpack(self._ioctl("VHOST_BLK_GET_INFO", bytes(s.size), True))
+
+    def set_serial(self, serial, length=None, reserved=0, pad=None):
+        """VHOST_BLK_SET_SERIAL with ``serial`` (bytes, at most 20); b"" clears it.
+
+        ``length``, ``reserved`` and ``pad`` override the fields (to test the validation)."""
+        s = self.abi.struct("vhost_blk_serial")
+        size = self.abi.VHOST_BLK_SERIAL_BYTES
+        self._ioctl("VHOST_BLK_SET_SERIAL",
+                    s.pack(len=len(serial) if length is None else length, reserved=reserved,
+                           serial=list(bytes(serial[:size]).ljust(size, b"\0")),
+                           pad=list(pad or bytes(4))))
+
+    def set_log_fd(self, fd):
+        self._ioctl("VHOST_SET_LOG_FD", struct.pack("<i", fd))
+
+    # module parameters (/sys/module/vhost_blk/parameters) -----------------
+    @staticmethod
+    def module_param(name, value=None):
+        """Read a parameter of the loaded module, or write it when ``value`` is given.
+
+        Returns the value (as text) it had before."""
+        path = f"/sys/module/vhost_blk/parameters/{name}"
+        with open(path) as f:
+            old = f.read().strip()
+        if value is not None:
+            with open(path, "w") as f:
+                f.write(str(value))
+        return old

@@ -18,11 +18,38 @@ import threading
 
 from . import virtio as V
 from .abi import MAX_BUSYLOOP_US
+from .backend import host_topology
 
 _U16 = struct.Struct("<H")
 OFFERED = (V.bit(V.F_VERSION_1) | V.bit(V.F_INDIRECT_DESC) | V.bit(V.F_EVENT_IDX)
            | V.bit(V.BLK_F_FLUSH) | V.bit(V.BLK_F_SEG_MAX) | V.bit(V.BLK_F_BLK_SIZE)
-           | V.bit(V.BLK_F_MQ) | V.bit(V.BLK_F_DISCARD) | V.bit(V.BLK_F_WRITE_ZEROES))
+           | V.bit(V.BLK_F_MQ) | V.bit(V.BLK_F_DISCARD) | V.bit(V.BLK_F_WRITE_ZEROES)
+           | V.bit(V.VHOST_F_LOG_ALL))
+# statfs f_type of filesystems the module refuses backends on (kmod-src/backend.c)
+PSEUDO_FS = {0x9fa0, 0x62656572, 0x64626720, 0x74726163, 0x73636673, 0xf97cff8c, 0x43415d53,
+             0x5a3c69f0, 0x27e0eb, 0x63677270, 0x7655821, 0xcafe4a11, 0x62656570, 0xde5e81e4,
+             0x6165676C, 0x42494e4d, 0x65735543, 0x6e736673, 0x09041934, 0x6c6f6f70, 0x1cd1,
+             0x5345434d, 0x50495045, 0x534F434B, 0x62646576, 0x444d4142}
+USER_TOP = 0x7FFFFFFFF000       # x86_64 TASK_SIZE: access_ok() fails beyond it
+MAX_IO_SECTORS = (1 << 30) >> 9  # VBLK_MAX_IO_BYTES
+MAX_DWZ_SEGS = 16
+
+
+class _StatFs(ctypes.Structure):
+    _fields_ = [("f_type", ctypes.c_long), ("f_bsize", ctypes.c_long), ("rest", ctypes.c_long * 14)]
+
+
+def fs_type(fd):
+    """statfs f_type of the filesystem holding ``fd``."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = _StatFs()
+    if libc.fstatfs(fd, ctypes.byref(buf)) != 0:
+        raise OSError(ctypes.get_errno(), "fstatfs")
+    return buf.f_type & 0xFFFFFFFF
+
+
+def _log_range_ok(base, gpa, size):
+    return base + ((gpa + size - 1) >> 12) // 8 < USER_TOP
 
 
 class BadRing(Exception):
@@ -42,6 +69,10 @@ class _Vring:
 
 
 class FakeVhostBlk:
+    IN_KERNEL = False
+    # module parameters and the system-wide counts they bound (quota.c)
+    PARAMS = {"max_devices": "1024", "max_workers": "4096"}
+    COUNTS = {"devices": 0, "workers": 0}
     MAX_QUEUES = 8
     MAX_QUEUE_SIZE = 1024
     MAX_BUSYLOOP_US = MAX_BUSYLOOP_US
@@ -58,22 +89,51 @@ class FakeVhostBlk:
         self.readonly = False
         self.capacity = 0
         self.requests = 0
+        self.serial = bytes(20)
+        self.log_base = 0
+        self.phys_blk_size = self.opt_io_size = 0
+        self._workers = 0
         self._lock = threading.Lock()
         self._stop_r, self._stop_w = os.pipe()
         self._thread = None
         self.fd = 0
 
     # ioctls ----------------------------------------------------------------------
+    @classmethod
+    def module_param(cls, name, value=None):
+        old = cls.PARAMS[name]
+        if value is not None:
+            cls.PARAMS[name] = str(value)
+        return old
+
     def set_owner(self):
         if self.owner:
             raise OSError(errno.EBUSY, "owner already set")
+        if self.COUNTS["devices"] >= int(self.PARAMS["max_devices"]):
+            raise OSError(errno.EMFILE, "max_devices reached")
+        self.COUNTS["devices"] += 1
         self.owner = True
         self._thread = threading.Thread(target=self._worker, daemon=True)
         self._thread.start()
 
+    def _uncount(self):
+        if self.owner:
+            self.COUNTS["devices"] -= 1
+        self.COUNTS["workers"] -= self._workers
+        self._workers = 0
+
     def reset_owner(self):
         self._stop_worker()
+        self._uncount()
+        serial = self.serial                  # belongs to the device
         self.__init__(self.abi, self.max_queues)
+        self.serial = serial
+
+    def set_serial(self, serial, length=None, reserved=0, pad=None):
+        n = len(serial) if length is None else length
+        if n > 20 or reserved or any(pad or b""):
+            raise OSError(errno.EINVAL, "bad serial")
+        self.serial = bytes(serial[:n]).ljust(20, b"\0")[:20]
 
     def get_features(self):
         f = OFFERED
@@ -86,12 +146,26 @@ class FakeVhostBlk:
     def set_features(self, f):
         if f & ~self.get_features():
             raise OSError(errno.EOPNOTSUPP, "unknown features")
+        if f & V.bit(V.VHOST_F_LOG_ALL) and self.log_base and not self._covers(self.regions):
+            raise OSError(errno.EFAULT, "dirty log does not cover the memory table")
         self.features = f
 
+    def _covers(self, regions, base=None):
+        base = self.log_base if base is None else base
+        return all(_log_range_ok(base, gpa, size) for gpa, size, _u in regions)
+
     def set_mem_table(self, regions):
+        if self.features & V.bit(V.VHOST_F_LOG_ALL) and self.log_base and \
+                not self._covers(regions):
+            raise OSError(errno.EFAULT, "dirty log does not cover the memory table")
         self.regions = list(regions)
 
     def set_log_base(self, addr):
+        if addr and not self._covers(self.regions, addr):
+            raise OSError(errno.EFAULT, "dirty log does not cover the memory table")
+        self.log_base = addr
+
+    def set_log_fd(self, fd):
         pass
 
     def _vq(self, i):
@@ -120,7 +194,14 @@ class FakeVhostBlk:
         vq.broken = False
 
     def set_vring_kick(self, i, fd):
-        self._vq(i).kick = fd
+        vq = self._vq(i)
+        if fd >= 0 and not getattr(vq, "worker", False):
+            if self.COUNTS["workers"] >= int(self.PARAMS["max_workers"]):
+                raise OSError(errno.ENOSPC, "max_workers reached")
+            self.COUNTS["workers"] += 1
+            self._workers += 1
+            vq.worker = True
+        vq.kick = fd
         os.write(self._stop_w, b"r")          # re-read the fd set
 
     def set_vring_call(self, i, fd):
@@ -139,6 +220,8 @@ class FakeVhostBlk:
 
     def set_backend(self, fd, flags=0):
         readonly = bool(flags & self.abi.VHOST_BLK_BACKEND_F_READONLY)
+        if fd >= 0 and fs_type(fd) in PSEUDO_FS:
+            raise OSError(errno.EINVAL, "backend on a pseudo filesystem")
         if fd >= 0 and not readonly:   # refused: the old backend stays, as in the module
             fl = fcntl.fcntl(fd, fcntl.F_GETFL)
             if fl & os.O_ACCMODE == os.O_RDONLY:
@@ -158,6 +241,7 @@ class FakeVhostBlk:
             st = os.fstat(fd)
             size = os.lseek(fd, 0, os.SEEK_END) if stat.S_ISBLK(st.st_mode) else st.st_size
             self.capacity = size // V.SECTOR
+            self.phys_blk_size, self.opt_io_size = host_topology(st)
         os.write(self._stop_w, b"r")
         for vq in self.vrings:  # the module kicks every queue after a swap
             if vq.kick >= 0:
@@ -171,13 +255,21 @@ class FakeVhostBlk:
             flags |= a.VHOST_BLK_INFO_F_WRITE_ZEROES
             if self.readonly:
                 flags |= a.VHOST_BLK_INFO_F_READONLY
+        backend = self.backend_fd >= 0
+        dwz = 0xFFFFFFF8 if flags & a.VHOST_BLK_INFO_F_DISCARD else 0
         return {"abi_version": a.VHOST_BLK_ABI_VERSION, "max_queues": self.max_queues,
                 "max_queue_size": self.MAX_QUEUE_SIZE, "seg_max": self.SEG_MAX,
                 "features": self.get_features(), "capacity": self.capacity, "blk_size": 512,
-                "flags": flags, "inflight": 0, "reserved": [0] * 4}
+                "flags": flags, "inflight": 0, "phys_blk_size": self.phys_blk_size if backend else 0,
+                "opt_io_size": self.opt_io_size if backend else 0,
+                "max_sectors": MAX_IO_SECTORS, "discard_granularity": 4096 if dwz else 0,
+                "max_discard_sectors": dwz, "max_write_zeroes_sectors": dwz,
+                "max_dwz_seg": MAX_DWZ_SEGS, "reserved": 0}
 
     def close(self):
         self._stop_worker()
+        self._uncount()
+        self.owner = False
         if self.backend_fd >= 0:
             os.close(self.backend_fd)
             self.backend_fd = -1
@@ -194,6 +286,18 @@ class FakeVhostBlk:
             self._thread = None
 
     # guest memory -------------------------------------------------------------
+    def _log_write(self, hva, n):
+        """Mark guest pages of VMM range [hva, hva + n) dirty, as the module's log.c does."""
+        if not (self.features & V.bit(V.VHOST_F_LOG_ALL) and self.log_base) or n <= 0:
+            return
+        for gpa0, size, uaddr in self.regions:
+            lo, hi = max(hva, uaddr), min(hva + n, uaddr + size)
+            for pfn in range((gpa0 + lo - uaddr) >> 12, ((gpa0 + hi - 1 - uaddr) >> 12) + 1) \
+                    if lo < hi else ():
+                addr = self.log_base + pfn // 8
+                cur = self._rd(addr, 1)[0]
+                self._wr(addr, bytes([cur | 1 << (pfn % 8)]))
+
     def _hva(self, gpa, length):
         for start, size, uaddr in self.regions:
             if start <= gpa and gpa + length <= start + size and length >= 0:
@@ -317,11 +421,14 @@ class FakeVhostBlk:
         din = wlen - 1
         st, data = V.S_OK, b""
         fd, cap = self.backend_fd, self.capacity
+        dirty = 0                                     # bytes of the buffers we may have written
         if rtype == V.T_IN:
             if din % V.SECTOR or payload or sector + din // V.SECTOR > cap:
                 st = V.S_IOERR
             else:
-                data = os.pread(fd, din, sector * V.SECTOR)
+                data, dirty = os.pread(fd, din, sector * V.SECTOR), din
+                if len(data) != din:                  # short read (backend shrank): IOERR
+                    st = V.S_IOERR
         elif rtype == V.T_OUT:
             if self.readonly or din or len(payload) % V.SECTOR or \
                     sector + len(payload) // V.SECTOR > cap:
@@ -331,7 +438,8 @@ class FakeVhostBlk:
         elif rtype == V.T_FLUSH:
             os.fsync(fd)
         elif rtype == V.T_GET_ID:
-            data = b"fake-vhost-blk".ljust(min(din, V.ID_BYTES), b"\0")[:din]
+            data = self.serial[:min(din, V.ID_BYTES)]
+            dirty = len(data)
         elif rtype in (V.T_DISCARD, V.T_WRITE_ZEROES):
             if self.readonly or len(payload) == 0 or len(payload) % V.DWZ_SEG.size:
                 st = V.S_IOERR
@@ -344,12 +452,15 @@ class FakeVhostBlk:
                     os.pwrite(fd, bytes(n * V.SECTOR), s * V.SECTOR)
         else:
             st = V.S_UNSUPP
-        image = data.ljust(din, b"\0") + bytes([st]) if st == V.S_OK else None
+        # data (a failed read's too, as far as it got), then the status in the last byte
+        image = data.ljust(din, b"\0") if st == V.S_OK else data
         pos = 0
         for h, n in wbufs:
-            if image is not None:
+            if pos < len(image):
                 self._wr(h, image[pos:pos + n])
-            elif pos + n == wlen:
-                self._wr(h + n - 1, bytes([st]))
+            self._log_write(h, min(n, max(0, dirty - pos)))
             pos += n
+        h, n = wbufs[-1]
+        self._wr(h + n - 1, bytes([st]))
+        self._log_write(h + n - 1, 1)
         return wlen if st == V.S_OK else 1

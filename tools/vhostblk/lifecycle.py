@@ -36,8 +36,16 @@ class Lifecycle:
         self.rnd, self.timeout, self.mem, self.qsize = rnd, timeout, mem_mib << 20, qsize
 
     def session(self, want=BLK_BITS):
-        s = Session(self.open_device, self.mem, 1, self.qsize, want=want, backend=(self.fd, 0))
-        s.start()
+        return self.session_on(self.fd, want)
+
+    def session_on(self, fd, want=BLK_BITS):
+        """One started queue with backend ``fd``."""
+        s = Session(self.open_device, self.mem, 1, self.qsize, want=want, backend=(fd, 0))
+        try:
+            s.start()
+        except BaseException:
+            s.close()
+            raise
         return s
 
     def run(self, close_races=0):

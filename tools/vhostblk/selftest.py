@@ -12,6 +12,7 @@ from .backend import open_backend
 from .blkops import dwz_req, read_data, read_req, run_many, simple_req, write_req
 from .driver import RingError, Session, WaitTimeout
 from .lifecycle import Lifecycle
+from . import access, dirtylog, limits, serial, topology
 
 BLK_BITS = (1 << 24) - 1          # device-specific feature bits: take all offered
 MODES = (("plain", 0),
@@ -81,8 +82,15 @@ class Selftest:
             for mode, bits in MODES:
                 self._mode(mode, bits)
             self._readonly(path)
-            Lifecycle(self.open_device, rep, self.abi, path, fd, self.cap, isblk, args.direct, self.rnd,
-                      self.timeout, args.mem, self.qsize).run(args.close_races)
+            lc = Lifecycle(self.open_device, rep, self.abi, path, fd, self.cap, isblk, args.direct,
+                           self.rnd, self.timeout, args.mem, self.qsize)
+            lc.run(args.close_races)
+            serial.run(lc)
+            topology.run(lc)
+            access.run(lc, args.nopunch_file)
+            dirtylog.run(lc)
+            if args.limits:
+                limits.run(lc)
             self._reset_owner()
         finally:
             os.close(fd)

@@ -1,0 +1,91 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Self-test checks of the dirty log (VHOST_F_LOG_ALL, live migration).
+
+- the bitmap must cover the memory table whenever logging is on: SET_FEATURES adding LOG_ALL,
+  or SET_MEM_TABLE with it acked, fail with EFAULT when it does not (as vhost does), instead
+  of breaking the queue at the first logged write;
+- a read that fails after writing part of the guest's buffers (the backing file shrank, the
+  read comes back short: IOERR) still marks the data pages dirty.
+"""
+
+import ctypes
+import errno
+import os
+
+from . import virtio as V
+from .blkops import read_req
+from .lifecycle import BLK_BITS
+
+USER_TOP = 0x7FFFFFFFF000      # x86_64: access_ok() fails for bitmap bytes at or above it
+PAGE = 4096
+
+
+def run(lc):
+    for name, check in (("coverage re-checked", _coverage), ("failed read logged", _failed_read)):
+        try:
+            check(lc)
+        except OSError as e:
+            lc.rep.check(f"[dirtylog] {name}", False, str(e))
+
+
+def _expect_efault(lc, name, call):
+    try:
+        call()
+        lc.rep.check(name, False, "accepted")
+    except OSError as e:
+        lc.rep.check(name, e.errno == errno.EFAULT, str(e))
+
+
+def _coverage(lc):
+    base = V.bit(V.F_VERSION_1)
+    small = [(0, PAGE, 0x10000)]
+    high = [(1 << 40, PAGE, 0x10000)]       # needs 32 MiB of bitmap
+    log = USER_TOP - PAGE                   # room for the bits of low memory only
+    dev = lc.open_device()
+    try:
+        dev.set_owner()
+        dev.set_features(base)
+        dev.set_log_base(log)
+        dev.set_mem_table(high)             # not logging yet: allowed
+        _expect_efault(lc, "[dirtylog] SET_FEATURES +LOG_ALL with an uncovered memory table -> EFAULT",
+                       lambda: dev.set_features(base | V.bit(V.VHOST_F_LOG_ALL)))
+        dev.set_mem_table(small)
+        dev.set_features(base | V.bit(V.VHOST_F_LOG_ALL))
+        _expect_efault(lc, "[dirtylog] SET_MEM_TABLE beyond the log while logging -> EFAULT",
+                       lambda: dev.set_mem_table(high))
+    finally:
+        dev.close()
+
+
+def _failed_read(lc):
+    name = "[dirtylog] pages of a short (failed) read are logged"
+    d = os.path.dirname(os.path.abspath(lc.path)) if not lc.isblk else "/dev/shm"
+    path = os.path.join(d, f"vhostblk-dirtylog-{os.getpid()}.img")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.ftruncate(fd, 1 << 20)
+        os.pwrite(fd, b"\x5a" * (1 << 20), 0)
+        s = lc.session_on(fd, want=BLK_BITS | V.bit(V.VHOST_F_LOG_ALL))
+        try:
+            if not s.features & V.bit(V.VHOST_F_LOG_ALL):
+                lc.rep.skip(name, "VHOST_F_LOG_ALL not offered")
+                return
+            nbytes = (s.mem.size // PAGE + 7) // 8
+            bitmap = ctypes.create_string_buffer(nbytes)
+            s.dev.set_log_base(ctypes.addressof(bitmap))
+            os.ftruncate(fd, (1 << 20) - PAGE)   # capacity was sampled at attach: reads come back short
+            r = read_req(s, ((1 << 20) - 2 * PAGE) // V.SECTOR, 2 * PAGE // V.SECTOR)
+            s.run(0, [r], timeout=lc.timeout)
+            bits = bitmap.raw
+            pages = {p for g, n in r.segs for p in range(g // PAGE, (g + n - 1) // PAGE + 1)}
+            unlogged = sorted(p for p in pages if not bits[p // 8] >> (p % 8) & 1)
+            status_logged = bool(bits[r.status_gpa // PAGE // 8] >> (r.status_gpa // PAGE % 8) & 1)
+            lc.rep.check(name, r.status == V.S_IOERR and not unlogged and status_logged,
+                         f"status {r.status} (want IOERR), data pages {sorted(pages)} "
+                         f"unlogged {unlogged}, status page logged {status_logged}")
+            s.dev.set_log_base(0)
+        finally:
+            s.close()
+    finally:
+        os.close(fd)
+        os.unlink(path)
