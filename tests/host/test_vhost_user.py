@@ -31,6 +31,7 @@ SIZE = 8 << 20
 
 class Daemon:
     def __init__(self, tmp_path, *extra, size=SIZE):
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.sock = str(tmp_path / "d.sock")
         self.backing = tmp_path / "disk.raw"
         if not self.backing.exists():
@@ -235,3 +236,24 @@ def test_dirty_log_base_is_mapped_and_acknowledged(daemon):
             f.set_vring_num(0, 128)
         os.close(fd)
     assert "SET_LOG_BASE: needs bytes up to" in daemon.text()
+
+
+def test_a_client_stalling_mid_message_is_dropped(daemon):
+    c = _raw_client(daemon.sock)
+    c.sendall(HEADER.pack(Req.SET_FEATURES, 0x1, 8) + b"\1\2")      # 2 of 8 payload bytes, then nothing
+    c.settimeout(30)
+    assert _dropped(c)
+    c.close()
+    assert _still_serves(daemon)
+    assert "dropping the front end" in daemon.text()
+
+
+def test_the_socket_appears_only_when_listening(tmp_path):
+    """Clients (QEMU, systemd ordering) may connect as soon as the path exists."""
+    for attempt in range(5):
+        d = Daemon(tmp_path / str(attempt))
+        try:
+            with VhostUserFront(d.sock) as f:      # right after the path appeared: no ECONNREFUSED
+                assert f.max_queues >= 1
+        finally:
+            d.stop()

@@ -27,6 +27,7 @@ from .vu_proto import ProtocolError, recv_message, send_message
 from .vu_session import Backing, Session
 
 LOG = logging.getLogger("vhost-blk-user")
+MESSAGE_TIMEOUT_S = 10
 
 
 class ConfigError(Exception):
@@ -80,16 +81,25 @@ def bind_socket(path, mode, group):
             os.unlink(path)
         finally:
             probe.close()
+    # Bound and listening under a temporary name, then renamed: a client that sees the path can
+    # connect (no ECONNREFUSED window between bind and listen), with its final owner and mode.
+    tmp = f"{path}.{os.getpid()}.tmp"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     old = os.umask(0o177)
     try:
-        sock.bind(path)
+        sock.bind(tmp)
+        sock.listen(2)
+        if group is not None:
+            os.chown(tmp, -1, group)
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+    except BaseException:
+        sock.close()
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
     finally:
         os.umask(old)
-    if group is not None:
-        os.chown(path, -1, group)
-    os.chmod(path, mode)
-    sock.listen(2)
     return sock
 
 
@@ -130,7 +140,9 @@ class Daemon:
 
     def _accept(self):
         conn, _addr = self.listener.accept()
-        conn.setblocking(True)
+        # a message's first byte wakes the loop; the rest must follow promptly (a client stalling
+        # mid-message is dropped instead of blocking this disk's back end)
+        conn.settimeout(MESSAGE_TIMEOUT_S)
         if self.client is not None:
             LOG.warning("refused a second client: this disk is already served to a connected front end")
             conn.close()
@@ -160,8 +172,8 @@ class Daemon:
     def _serve_one(self):
         try:
             msg = recv_message(self.client)
-        except (ProtocolError, ConnectionError) as e:
-            self._drop(str(e))
+        except (ProtocolError, OSError) as e:      # OSError: reset, timeout in mid-message
+            self._drop(str(e) or type(e).__name__)
             return
         if msg is None:
             self._drop(None)

@@ -36,13 +36,14 @@ WANTED_PROTOCOL = bits(ProtoF.MQ, ProtoF.LOG_SHMFD, ProtoF.REPLY_ACK, ProtoF.CON
 
 
 class VhostUserFront:
-    def __init__(self, path, abi=None, connect_timeout=10.0):
+    def __init__(self, path, abi=None, timeout=30.0):
+        """``timeout``: seconds any connect, send or reply may take (a stuck back end is an error,
+        not a hang)."""
         self.abi = abi
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        self.sock.settimeout(connect_timeout)
+        self.sock.settimeout(timeout)
         self.sock.connect(path)
-        self.sock.settimeout(None)
         self.fd = self.sock.fileno()
         self.offered = self._get_u64(Req.GET_FEATURES)
         self.protocol = 0
