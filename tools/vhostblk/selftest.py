@@ -6,13 +6,13 @@ import hashlib
 import os
 import random
 
+from . import access, dirtylog, limits, serial, topology
 from . import virtio as V
 from .abi import MAX_BUSYLOOP_US
 from .backend import open_backend
 from .blkops import dwz_req, read_data, read_req, run_many, simple_req, write_req
 from .driver import RingError, Session, WaitTimeout
 from .lifecycle import Lifecycle
-from . import access, dirtylog, limits, serial, topology
 
 BLK_BITS = (1 << 24) - 1          # device-specific feature bits: take all offered
 MODES = (("plain", 0),
