@@ -13,11 +13,9 @@ import errno
 import os
 
 from . import virtio as V
+from .addrspace import PAGE, user_top
 from .blkops import read_req
 from .lifecycle import BLK_BITS
-
-USER_TOP = 0x7FFFFFFFF000      # x86_64: access_ok() fails for bitmap bytes at or above it
-PAGE = 4096
 
 
 def run(lc):
@@ -40,7 +38,7 @@ def _coverage(lc):
     base = V.bit(V.F_VERSION_1)
     small = [(0, PAGE, 0x10000)]
     high = [(1 << 40, PAGE, 0x10000)]       # needs 32 MiB of bitmap
-    log = USER_TOP - PAGE                   # room for the bits of low memory only
+    log = user_top() - PAGE                 # room for the bits of low memory only
     dev = lc.open_device()
     try:
         dev.set_owner()

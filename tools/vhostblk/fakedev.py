@@ -18,6 +18,7 @@ import threading
 
 from . import virtio as V
 from .abi import MAX_BUSYLOOP_US
+from .addrspace import user_top
 from .backend import host_topology
 
 _U16 = struct.Struct("<H")
@@ -30,7 +31,6 @@ PSEUDO_FS = {0x9fa0, 0x62656572, 0x64626720, 0x74726163, 0x73636673, 0xf97cff8c,
              0x5a3c69f0, 0x27e0eb, 0x63677270, 0x7655821, 0xcafe4a11, 0x62656570, 0xde5e81e4,
              0x6165676C, 0x42494e4d, 0x65735543, 0x6e736673, 0x09041934, 0x6c6f6f70, 0x1cd1,
              0x5345434d, 0x50495045, 0x534F434B, 0x62646576, 0x444d4142}
-USER_TOP = 0x7FFFFFFFF000       # x86_64 TASK_SIZE: access_ok() fails beyond it
 MAX_IO_SECTORS = (1 << 30) >> 9  # VBLK_MAX_IO_BYTES
 MAX_DWZ_SEGS = 16
 
@@ -49,7 +49,7 @@ def fs_type(fd):
 
 
 def _log_range_ok(base, gpa, size):
-    return base + ((gpa + size - 1) >> 12) // 8 < USER_TOP
+    return base + ((gpa + size - 1) >> 12) // 8 < user_top()
 
 
 class BadRing(Exception):
