@@ -32,7 +32,8 @@ def cmd_setup(_args) -> int:
 # ./dev test flags selecting tests the gate leaves out (deselected, never skipped):
 #   --migration           tests marked migration (tests/conftest.py)
 #   --libvirt-vhost-user  molecule default's vhost-user libvirt guest boot (its tests/conftest.py)
-OPT_IN_FLAGS = {"--migration": "VHOSTBLK_MIGRATION", "--libvirt-vhost-user": "VHOSTBLK_LIBVIRT_VHOST_USER"}
+OPT_IN_FLAGS = {"--migration": "VHOSTBLK_MIGRATION", "--libvirt-vhost-user": "VHOSTBLK_LIBVIRT_VHOST_USER",
+                "--vhost-user-l2": "VHOSTBLK_VHOST_USER_L2"}
 
 
 def cmd_test(args) -> int:
