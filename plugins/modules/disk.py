@@ -574,6 +574,26 @@ def restart_message(name, disk_id, action, active, restart):
 VHOST_USER_ONLY = ('target', 'convert_from', 'instance', 'cache')
 
 
+def check_device(params):
+    """Fail unless /dev/vhost-blk is there (check_device=false skips this)."""
+    if params['check_device'] and not is_char_device(DEVICE_PATH):
+        raise VhostBlkError(f'{DEVICE_PATH} is missing: load the vhost_blk kernel module (modprobe '
+                            'vhost_blk), or set check_device=false')
+
+
+def persistent_definition(conn, uri, name):
+    """(connection, domain, inactive XML, its parsed root) of a persistent domain; conn None:
+    connect to uri."""
+    if conn is None:
+        conn = lv.connect(uri)
+    dom = lv.lookup(conn, name)
+    if not dom.isPersistent():
+        raise VhostBlkError(f'Domain {name} is transient: vhost-blk disks are kept in the persistent '
+                            'definition, define the domain first')
+    before_xml = lv.inactive_xml(dom)
+    return conn, dom, before_xml, parse_xml(before_xml)
+
+
 def run_qemu_device(module, conn=None):
     params = module.params
     name, disk_id, state = params['name'], params['id'], params['state']
@@ -595,9 +615,7 @@ def run_qemu_device(module, conn=None):
             raise VhostBlkError('serial is not supported yet: vhost-blk ABI 1 cannot pass it to the '
                                 'kernel, and the vhost-blk-pci device refuses to start with it')
         result['image'] = check_path(spec['path'])
-        if params['check_device'] and not is_char_device(DEVICE_PATH):
-            raise VhostBlkError(f'{DEVICE_PATH} is missing: load the vhost_blk kernel module (modprobe '
-                                'vhost_blk), or set check_device=false')
+        check_device(params)
         kmod_max = module_facts()['parameters'].get('max_queues')
         if spec['queues'] and kmod_max and kmod_max.isdigit() and spec['queues'] > int(kmod_max):
             module.warn(f"queues={spec['queues']} exceeds max_queues={kmod_max} of the loaded vhost_blk "
@@ -607,14 +625,7 @@ def run_qemu_device(module, conn=None):
             module.warn(f'{DEVICE_PATH} is not in cgroup_device_acl of /etc/libvirt/qemu.conf: QEMU will not '
                         'be allowed to open it')
 
-    if conn is None:
-        conn = lv.connect(params['uri'])
-    dom = lv.lookup(conn, name)
-    if not dom.isPersistent():
-        raise VhostBlkError(f'Domain {name} is transient: vhost-blk disks are kept in the persistent '
-                            'definition, define the domain first')
-    before_xml = lv.inactive_xml(dom)
-    root = parse_xml(before_xml)
+    conn, dom, before_xml, root = persistent_definition(conn, params['uri'], name)
 
     if state == 'present':
         check_conflicts(root, spec, lv.other_domains(conn, name), resolve=os.path.realpath)
@@ -794,18 +805,9 @@ def run_vhost_user(module, conn=None):
         if params['manage_service'] and not service.template_installed():
             raise VhostBlkError(f'{svc.UNIT_TEMPLATE} is not installed: install vhost-blk-tools, or set '
                                 'manage_service=false')
-        if params['check_device'] and not is_char_device(DEVICE_PATH):
-            raise VhostBlkError(f'{DEVICE_PATH} is missing: load the vhost_blk kernel module (modprobe '
-                                'vhost_blk), or set check_device=false')
+        check_device(params)
 
-    if conn is None:
-        conn = lv.connect(params['uri'])
-    dom = lv.lookup(conn, name)
-    if not dom.isPersistent():
-        raise VhostBlkError(f'Domain {name} is transient: vhost-blk disks are kept in the persistent '
-                            'definition, define the domain first')
-    before_xml = lv.inactive_xml(dom)
-    root = parse_xml(before_xml)
+    conn, dom, before_xml, root = persistent_definition(conn, params['uri'], name)
     current = vu.find_element(root, disk_id)
     record = vu.find_record(root, disk_id)
     instance = params['instance'] or (record['instance'] if record and record['instance'] else None) or \

@@ -248,21 +248,19 @@ class Session:
         ring.in_kernel = False     # the kernel drops its old kick when it gets the new one
         self._sync_kick(index, ring)
 
-    def _set_vring_call(self, msg):
+    def _hand_over_eventfd(self, msg, set_in_kernel):
         index, _ring, fd = self._vring_fd(msg)
         try:
-            self.dev.set_vring_call(index, fd)   # the kernel keeps its own reference
+            set_in_kernel(index, fd)             # the kernel keeps its own reference
         finally:
             if fd >= 0:
                 os.close(fd)
 
+    def _set_vring_call(self, msg):
+        self._hand_over_eventfd(msg, self.dev.set_vring_call)
+
     def _set_vring_err(self, msg):
-        index, _ring, fd = self._vring_fd(msg)
-        try:
-            self.dev.set_vring_err(index, fd)
-        finally:
-            if fd >= 0:
-                os.close(fd)
+        self._hand_over_eventfd(msg, self.dev.set_vring_err)
 
     def _set_vring_enable(self, msg):
         index, enable = unpack_exact(VRING_STATE, msg.payload, "SET_VRING_ENABLE")

@@ -7,6 +7,7 @@ import re
 
 import pytest
 import testinfra.utils.ansible_runner
+from libvirt_guest import console_value, run_guest
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
     os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
@@ -41,31 +42,16 @@ SERIAL = "/var/log/libvirt/qemu/guest1-serial.log"
 BACKING = "/var/lib/vhost-blk/guest1.raw"
 
 
-def _console_value(console, key):
-    m = re.search(rf"^{key} (\S+)", console, re.M)
-    return m.group(1) if m else None
-
-
 def test_libvirt_guest_does_io_through_vhost_blk(host):
     """Start guest1 through libvirt (AppArmor profile, cgroup device ACL, private /dev and all):
     its only disk is the vhost-blk-pci device; it writes 8 MiB of random data, flushes, drops its
     caches and reads them back. The backing file on L1 must hold exactly what the guest wrote."""
-    virsh = "virsh -c qemu:///system"
-    host.run(f"{virsh} destroy guest1")
-    host.run(f"rm -f {SERIAL}")
-    started = host.run(f"{virsh} start guest1")
-    qemu_log = host.run("tail -n 30 /var/log/libvirt/qemu/guest1.log").stdout
-    assert started.rc == 0, f"virsh start failed: {started.stderr}\n{qemu_log}"
-    # TCG inside TCG: the guest takes one to three minutes; it powers itself off when done.
-    waited = host.run(f"timeout 900 sh -c 'while {virsh} domstate guest1 | grep -q running; do sleep 3; done'")
-    console = host.file(SERIAL).content_string
-    assert waited.rc == 0, f"guest1 still running after 15 min; console:\n{console[-3000:]}"
-    assert "VHOSTBLK-L2-DONE rc=0" in console, console[-3000:]
+    console = run_guest(host, "guest1", SERIAL)
     qemu_log = host.file("/var/log/libvirt/qemu/guest1.log").content_string
     assert "vhost-blk-pci" in qemu_log  # the command line libvirt ran
-    assert _console_value(console, "QUEUES") == "2", console[-3000:]
-    guest_sha = _console_value(console, "GUEST-SHA")
-    readback_sha = _console_value(console, "READBACK-SHA")
+    assert console_value(console, "QUEUES") == "2", console[-3000:]
+    guest_sha = console_value(console, "GUEST-SHA")
+    readback_sha = console_value(console, "READBACK-SHA")
     backing_sha = host.check_output(f"head -c 8M {BACKING} | sha256sum").split()[0]
     print(f"guest wrote   {guest_sha}\nguest read    {readback_sha}\nbacking file  {backing_sha}")
     assert guest_sha and guest_sha == readback_sha == backing_sha

@@ -17,22 +17,17 @@ import re
 
 import pytest
 import testinfra.utils.ansible_runner
+from libvirt_guest import VIRSH, console_value, run_guest
 
 pytestmark = pytest.mark.libvirt_vhost_user_boot
 
 testinfra_hosts = testinfra.utils.ansible_runner.AnsibleRunner(
     os.environ["MOLECULE_INVENTORY_FILE"]).get_hosts("all")
 
-VIRSH = "virsh -c qemu:///system"
 INSTANCE = "guest2-vblk0"
 SOCKET = f"/run/vhost-blk/{INSTANCE}.sock"
 BACKING = "/var/lib/vhost-blk/guest2.raw"
 CONSOLE = "/var/log/libvirt/qemu/guest2-serial.log"
-
-
-def _value(console, key):
-    m = re.search(rf"^{key} (\S+)", console, re.M)
-    return m.group(1) if m else None
 
 
 def test_qemu_is_debians_own(host):
@@ -64,19 +59,11 @@ def test_libvirt_guest_does_io_through_vhost_user(host):
     """libvirt starts guest2 with Debian's QEMU (AppArmor, cgroups, its own labelling); its only disk
     is served by vhost-blk-user: 8 MiB of random data written, flushed, caches dropped, read back,
     and the backing file must hold exactly that."""
-    host.run(f"{VIRSH} destroy guest2")
-    host.run(f"rm -f {CONSOLE}")
-    started = host.run(f"{VIRSH} start guest2")
-    qemu_log = host.run("tail -n 30 /var/log/libvirt/qemu/guest2.log").stdout
-    assert started.rc == 0, f"virsh start failed: {started.stderr}\n{qemu_log}"
-    waited = host.run(f"timeout 900 sh -c 'while {VIRSH} domstate guest2 | grep -q running; do sleep 3; done'")
-    console = host.file(CONSOLE).content_string
-    assert waited.rc == 0, f"guest2 still running after 15 min; console:\n{console[-3000:]}"
-    assert "VHOSTBLK-L2-DONE rc=0" in console, console[-3000:]
+    console = run_guest(host, "guest2", CONSOLE)
     assert "vhost-user-blk-pci" in host.file("/var/log/libvirt/qemu/guest2.log").content_string
-    assert _value(console, "QUEUES") == "2", console[-3000:]
-    assert _value(console, "SERIAL") == "guest2-vblk0", console[-3000:]
-    guest_sha, readback_sha = _value(console, "GUEST-SHA"), _value(console, "READBACK-SHA")
+    assert console_value(console, "QUEUES") == "2", console[-3000:]
+    assert console_value(console, "SERIAL") == "guest2-vblk0", console[-3000:]
+    guest_sha, readback_sha = console_value(console, "GUEST-SHA"), console_value(console, "READBACK-SHA")
     backing_sha = host.check_output(f"head -c 8M {BACKING} | sha256sum").split()[0]
     print(f"vhost-user guest: wrote {guest_sha}\n                  read  {readback_sha}\n"
           f"                  backing {backing_sha}")

@@ -112,15 +112,20 @@ def dump(world, name='vm1'):
     return proc.stdout
 
 
+def _module_args(world, base, params, check_mode, diff):
+    """Write the module's arguments (base, overridden by params) where the system python reads them."""
+    args_json = dict(base, **params, _ansible_check_mode=check_mode, _ansible_diff=diff)
+    args = os.path.join(world['top'], 'args.json')
+    with open(args, 'w') as handle:
+        json.dump({'ANSIBLE_MODULE_ARGS': args_json}, handle)
+    os.chmod(args, 0o644)
+    return args
+
+
 def disk(world, check_mode=False, diff=False, **params):
     base = {'name': 'vm1', 'id': 'vblk0', 'path': os.path.join(world['images'], 'vblk0.img'),
             'uri': world['uri'], 'check_device': False, 'manage_ownership': False, 'transport': 'qemu-device'}
-    base.update(params)
-    base.update({'_ansible_check_mode': check_mode, '_ansible_diff': diff})
-    args = os.path.join(world['top'], 'args.json')
-    with open(args, 'w') as handle:
-        json.dump({'ANSIBLE_MODULE_ARGS': base}, handle)
-    os.chmod(args, 0o644)
+    args = _module_args(world, base, params, check_mode, diff)
     proc = _system_python(world, [os.path.join(world['fleet'], 'plugins', 'modules', 'disk.py'), args])
     try:
         return json.loads(proc.stdout)
@@ -211,12 +216,7 @@ def host(world):
 def vu_disk(world, check_mode=False, diff=False, **params):
     base = {'name': 'vm1', 'id': 'vblk0', 'path': os.path.join(world['images'], 'vblk0.img'),
             'uri': world['uri'], 'check_device': False, 'manage_ownership': False}
-    base.update(params)
-    base.update({'_ansible_check_mode': check_mode, '_ansible_diff': diff})
-    args = os.path.join(world['top'], 'args.json')
-    with open(args, 'w') as handle:
-        json.dump({'ANSIBLE_MODULE_ARGS': base}, handle)
-    os.chmod(args, 0o644)
+    args = _module_args(world, base, params, check_mode, diff)
     proc = _system_python(world, ['-c', RUN_VHOST_USER, args, world['host'], world['systemctl']])
     try:
         return json.loads(proc.stdout)
