@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO / "tools"))
 from vhostblk import blkops  # noqa: E402
 from vhostblk import virtio as V  # noqa: E402
 from vhostblk.driver import Session  # noqa: E402
-from vhostblk.vu_config import CONFIG, FIELDS  # noqa: E402
+from vhostblk.vu_config import CONFIG, FIELDS, config_values  # noqa: E402
 from vhostblk.vu_front import VhostUserFront  # noqa: E402
 from vhostblk.vu_proto import HEADER, MEM_HEADER, MEM_REGION, U64, Message, Req, send_message  # noqa: E402
 
@@ -100,6 +100,28 @@ def test_config_space_comes_from_the_device(daemon):
         # a window into the middle, and bytes past the known fields read as zero
         assert f.get_config(8, 8) == CONFIG.pack(*(cfg[k] for k in FIELDS))[8:16]
         assert f.get_config(200, 16) == bytes(16)
+        assert 0 < firmware_blocks_per_request(cfg) and cfg["size_max"] * cfg["seg_max"] <= 32 << 20
+
+
+def firmware_blocks_per_request(cfg):
+    """What SeaBIOS 1.16 makes of the config: (u16)((u32)(size_max * seg_max) / blk_size) blocks per
+    request; 0 makes it loop forever on empty requests while the guest kernel boots."""
+    return ((cfg["size_max"] * cfg["seg_max"]) & 0xFFFFFFFF) // cfg["blk_size"] & 0xFFFF
+
+
+@pytest.mark.parametrize("max_sectors", [0, 8, 2048, 1 << 21, 1 << 31])
+@pytest.mark.parametrize("seg_max", [1, 126, 1024, 32768])
+@pytest.mark.parametrize("blk", [512, 4096])
+def test_request_limits_fit_the_module_and_the_firmware(max_sectors, seg_max, blk):
+    """Every module limit gives a config whose full request the module accepts and SeaBIOS can count
+    (the module's 1 GiB with seg_max 126 once gave size_max 1 GiB: SeaBIOS hung the guest's boot)."""
+    info = {"capacity": 1 << 20, "seg_max": seg_max, "blk_size": blk, "max_sectors": max_sectors}
+    cfg = config_values(info, 1)
+    assert 1 <= cfg["seg_max"] <= seg_max
+    assert cfg["size_max"] >= 4096 and cfg["size_max"] & (cfg["size_max"] - 1) == 0
+    if max_sectors * 512 >= 4096 * cfg["seg_max"]:
+        assert cfg["size_max"] * cfg["seg_max"] <= max_sectors * 512
+    assert firmware_blocks_per_request(cfg) > 0
 
 
 def test_restart_of_the_front_end_gets_a_fresh_device(daemon):

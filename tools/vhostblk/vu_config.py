@@ -22,9 +22,26 @@ FIELDS = ("capacity", "size_max", "seg_max", "cylinders", "heads", "sectors", "b
 # and never passes them to the kernel (which does not know them).
 CONFIG_ONLY_FEATURES = V.bit(V.BLK_F_SIZE_MAX) | V.bit(V.BLK_F_TOPOLOGY)
 
-# Largest segment the guest may build (the module splits nothing; one page-aligned segment of a
-# request of max_sectors is the natural bound).
 SECTOR = 512
+PAGE = 4096
+# size_max x seg_max bounds what a guest puts in one request. Firmware computes it too: SeaBIOS
+# (Debian 12's 1.16, which reads the disk while the guest kernel boots) multiplies the two in 32
+# bits and splits its I/O in chunks of (u16)(product / blk_size) blocks, so a product of 32 MiB or
+# more can wrap to 0 and the firmware then loops forever on empty requests (seen with size_max 1 GiB
+# and seg_max 126). Every request a guest builds is kept below FIRMWARE_REQUEST_BYTES.
+FIRMWARE_REQUEST_BYTES = 32 << 20
+
+
+def request_limits(max_bytes, seg_max, blk_size):
+    """(seg_max, size_max) to offer: at most the module's segments, each a power of two of at
+    least a page, such that a full request stays within the module's limit and below what
+    firmware can count in 16-bit blocks."""
+    below = min(max_bytes or FIRMWARE_REQUEST_BYTES, FIRMWARE_REQUEST_BYTES - blk_size)
+    segs = max(1, min(seg_max, below // PAGE))
+    size = PAGE
+    while size * 2 * segs <= below:
+        size *= 2
+    return segs, size
 
 
 def _log2(n):
@@ -39,8 +56,8 @@ def config_values(info, num_queues, discard=False, write_zeroes=False):
     max_bytes = (info.get("max_sectors") or 0) * SECTOR
     dwz_seg = info.get("max_dwz_seg") or 1
     v = dict.fromkeys(FIELDS, 0)
-    v.update(capacity=info["capacity"], seg_max=info["seg_max"], blk_size=blk,
-             size_max=min(max_bytes, 1 << 31) if max_bytes else 0,
+    seg_max, size_max = request_limits(max_bytes, info["seg_max"], blk)
+    v.update(capacity=info["capacity"], seg_max=seg_max, blk_size=blk, size_max=size_max,
              physical_block_exp=_log2(phys // blk) if phys >= blk else 0,
              min_io_size=1, opt_io_size=(info.get("opt_io_size") or 0) // blk,
              num_queues=num_queues)
