@@ -60,15 +60,12 @@ NO_SKIPS = os.environ.get("VHOSTBLK_NO_SKIPS") == "1"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "migration: live-migration tests, run with `./dev test --migration`")
-    config.addinivalue_line("markers", "vhost_user_l2: the L2 vhost-user guest in L1, run with "
-                            "`./dev test --vhost-user-l2` (hangs with the module of 7be3778 on 6.1: issue 11 note)")
 
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``migration`` are deselected (counted as such, never skipped) unless
     $VHOSTBLK_MIGRATION=1 (``./dev test --migration``)."""
-    off = [m for m, env in (("migration", "VHOSTBLK_MIGRATION"), ("vhost_user_l2", "VHOSTBLK_VHOST_USER_L2"))
-           if os.environ.get(env) != "1"]
+    off = [m for m, env in (("migration", "VHOSTBLK_MIGRATION"),) if os.environ.get(env) != "1"]
     drop = [item for item in items if any(item.get_closest_marker(m) for m in off)]
     if drop:
         config.hook.pytest_deselected(items=drop)

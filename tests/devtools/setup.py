@@ -31,9 +31,7 @@ def cmd_setup(_args) -> int:
 
 # ./dev test flags selecting tests the gate leaves out (deselected, never skipped):
 #   --migration           tests marked migration (tests/conftest.py)
-#   --libvirt-vhost-user  molecule default's vhost-user libvirt guest boot (its tests/conftest.py)
-OPT_IN_FLAGS = {"--migration": "VHOSTBLK_MIGRATION", "--libvirt-vhost-user": "VHOSTBLK_LIBVIRT_VHOST_USER",
-                "--vhost-user-l2": "VHOSTBLK_VHOST_USER_L2"}
+OPT_IN_FLAGS = {"--migration": "VHOSTBLK_MIGRATION"}
 
 
 def cmd_test(args) -> int:
@@ -43,8 +41,7 @@ def cmd_test(args) -> int:
     none for the current series (about 50 minutes), so the tests that need them run.
     ``--migration``: also run the live-migration tests (marker ``migration``, tests/conftest.py);
     the gate deselects them (one of the first runs hung in the guest after the switch-over, see
-    the note on issue 12: not stable enough to gate on yet). ``--libvirt-vhost-user``: also boot
-    molecule default's libvirt guest with the vhost-user disk (it hung in the gate, issue 11).
+    the note on issue 12: not stable enough to gate on yet).
     """
     rc = cmd_setup([])
     if rc:

@@ -25,10 +25,6 @@ from vmharness.l2_pattern import console_value, disk_pattern_sh
 from vmharness.l2_tools import DISK_AT_SH, build_tools_disk, pci_addr
 from vmharness.paths import REPO_ROOT
 
-# Out of the gate until the hang seen in the last gate (L2 never printed, module of 7be3778 on 6.1)
-# is fixed: ./dev test --vhost-user-l2 runs it.
-pytestmark = pytest.mark.vhost_user_l2
-
 TOOLS = "/usr/local/lib/vhostblk-fleet"
 SOCK = "/run/vhost-blk/l2-vdb.sock"
 BACKING = "/var/lib/vhost-blk/vu.raw"

@@ -1,7 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Tests marked ``patched_qemu`` run only when the repository carries the patched QEMU packages,
-which `./dev test --qemu-packages` builds ($VHOSTBLK_QEMU_PACKAGES=1); tests marked
-``libvirt_vhost_user_boot`` only with `./dev test --libvirt-vhost-user`. Otherwise they are
+which `./dev test --qemu-packages` builds ($VHOSTBLK_QEMU_PACKAGES=1). Otherwise they are
 deselected, and counted as such, never skipped: a skip inside molecule's verify fails the outer
 test (tests/vm/test_molecule.py).
 """
@@ -9,13 +8,11 @@ test (tests/vm/test_molecule.py).
 import os
 
 # marker -> the environment variable (set by a ./dev test flag) that selects its tests
-OPT_IN = {"patched_qemu": "VHOSTBLK_QEMU_PACKAGES", "libvirt_vhost_user_boot": "VHOSTBLK_LIBVIRT_VHOST_USER"}
+OPT_IN = {"patched_qemu": "VHOSTBLK_QEMU_PACKAGES"}
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "patched_qemu: needs the patched QEMU packages (./dev test --qemu-packages)")
-    config.addinivalue_line("markers", "libvirt_vhost_user_boot: boots the vhost-user libvirt guest "
-                            "(./dev test --libvirt-vhost-user; see test_vhost_user_guest.py)")
 
 
 def pytest_collection_modifyitems(config, items):

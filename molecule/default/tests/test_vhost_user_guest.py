@@ -2,17 +2,13 @@
 """The libvirt guest on Debian's own QEMU whose vhost-blk disk vhostblk.fleet.disk added with the
 vhost-user transport (no patched QEMU involved).
 
-The boot of that guest is marked ``libvirt_vhost_user_boot`` and deselected unless
-`./dev test --libvirt-vhost-user`: in the first gate run the libvirt-started guest (MTTCG, 2
-vCPUs) never printed anything in 15 minutes, its vCPU 0 in firmware at 0xe8xxx while the daemon
-was connected and one kernel worker had started (the note on issue 11 has the details). The
-same daemon and module with QEMU started by hand pass tests/vm/test_vhost_user.py.
+Its boot once hung in firmware: the back end offered size_max 1 GiB, SeaBIOS wraps size_max x
+seg_max in 32 bits and read the disk in empty requests forever (fixed in vu_config.py).
 """
 
 import os
 import re
 
-import pytest
 import testinfra.utils.ansible_runner
 from libvirt_guest import VIRSH, console_value, run_guest
 
@@ -52,7 +48,6 @@ def test_domain_has_a_native_vhostuser_disk(host):
     assert f"path='{SOCKET}'" in xml and "<access mode='shared'/>" in xml, xml
 
 
-@pytest.mark.libvirt_vhost_user_boot
 def test_libvirt_guest_does_io_through_vhost_user(host):
     """libvirt starts guest2 with Debian's QEMU (AppArmor, cgroups, its own labelling); its only disk
     is served by vhost-blk-user: 8 MiB of random data written, flushed, caches dropped, read back,
