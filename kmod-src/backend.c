@@ -142,6 +142,7 @@ struct vblk_backend *vblk_backend_open(int fd, u32 flags, long *err)
 	be->capacity = i_size_read(host) >> VBLK_SECTOR_SHIFT;
 	be->blk_size = 512;
 	be->info_flags = VHOST_BLK_INFO_F_BACKEND;
+	atomic64_set(&be->wgen, 1);	/* the first FLUSH syncs (flush.c) */
 	if (ro)
 		be->info_flags |= VHOST_BLK_INFO_F_READONLY;
 	if (file->f_flags & O_DIRECT)

@@ -130,6 +130,8 @@ void vblk_req_complete(struct vblk_vq *vq, struct vblk_req *req)
 			status = VIRTIO_BLK_S_IOERR;
 		break;
 	}
+	if (req->type != VIRTIO_BLK_T_IN && req->type != VIRTIO_BLK_T_FLUSH)
+		vblk_flush_wrote(req);	/* OUT, DISCARD, WRITE_ZEROES */
 	if (status != VIRTIO_BLK_S_OK)
 		vblk_dbg(vq->dev, "queue %u: request type %u sector %llu failed: %ld\n",
 			 vq->index, req->type, req->sector, req->ret);
@@ -240,6 +242,11 @@ void vblk_req_handle(struct vblk_vq *vq, struct vblk_req *req)
 		return;
 	}
 	case VIRTIO_BLK_T_FLUSH:
+		/* nothing completed since the last flush: nothing to sync */
+		if (!vblk_flush_needed(req)) {
+			status = VIRTIO_BLK_S_OK;
+			goto finish;
+		}
 		vq->inflight++;
 		queue_work(vblk_wq, &req->work);
 		return;

@@ -25,6 +25,7 @@
 #define VHOST_BLK_VBLK_H
 
 #include <linux/types.h>
+#include <linux/atomic.h>
 #include <linux/mutex.h>
 #include <linux/llist.h>
 #include <linux/list.h>
@@ -136,6 +137,13 @@ struct vblk_backend {
 	u32 discard_granularity;
 	u32 max_discard_sectors;
 	u32 max_write_zeroes_sectors;
+	/*
+	 * Flush coalescing (flush.c): @wgen counts writes completed on this
+	 * backend (starting at 1: whatever was there before may be unstable),
+	 * @flushed is the highest generation a successful flush covered.
+	 */
+	atomic64_t wgen;
+	atomic64_t flushed;
 };
 
 /* Flags the backend serves: what it announced less what failed since. */
@@ -161,6 +169,7 @@ struct vblk_req {
 	long ret;
 	u64 len;			/* bytes of data to transfer */
 	u64 sector;
+	s64 wgen;			/* FLUSH: write generation it covers */
 	u8 __user *status;
 	u32 type;
 	u32 used_len;			/* bytes written to the guest */
@@ -344,6 +353,11 @@ ssize_t vblk_io_submit_rw(struct vblk_vq *vq, struct vblk_req *req,
 			  struct iov_iter *iter, bool write);
 void vblk_io_end(struct vblk_req *req);
 void vblk_req_queue_done(struct vblk_req *req);
+
+/* flush.c */
+void vblk_flush_wrote(struct vblk_req *req);
+bool vblk_flush_needed(struct vblk_req *req);
+int vblk_flush_run(struct vblk_req *req);
 
 /* work.c */
 void vblk_work_fn(struct work_struct *work);

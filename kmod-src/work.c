@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * vhost-blk: flush, discard and write zeroes. They may sleep for long, so
- * they run on the vhost-blk workqueue (not in the queue's worker), with the
- * backend opener's credentials, and come back through vq->done like
- * asynchronous reads and writes.
+ * vhost-blk: flush (coalescing in flush.c), discard and write zeroes. They
+ * may sleep for long, so they run on the vhost-blk workqueue (not in the
+ * queue's worker), with the backend opener's credentials, and come back
+ * through vq->done like asynchronous reads and writes.
  *
  * DISCARD on a block device: the page cache over the range is dropped, and
  * the discard issued, under the mapping's invalidate lock, as BLKDISCARD
@@ -129,7 +129,7 @@ void vblk_work_fn(struct work_struct *work)
 	const struct cred *old = override_creds(req->file->f_cred);
 
 	if (req->type == VIRTIO_BLK_T_FLUSH) {
-		req->ret = vfs_fsync(req->file, 0);
+		req->ret = vblk_flush_run(req);
 	} else {
 		req->ret = vblk_dwz(req);
 		if (req->ret == -EOPNOTSUPP)
