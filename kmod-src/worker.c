@@ -4,9 +4,10 @@
  *
  * The worker is a kthread that adopts the owner's mm (guest memory is the
  * owner's memory) and joins the owner's cgroups (so the VM's io.max and cpu
- * limits apply). Each pass it reaps completed requests, takes new ones off
- * the avail ring in a batch (under a block plug), then publishes the used
- * ring and signals the guest once. With a busy-loop timeout set
+ * limits apply). Each pass it reaps completed requests and publishes them
+ * (when there are new ones to take), takes new ones off the avail ring in a
+ * batch (under a block plug), then publishes the used ring and signals the
+ * guest once more. With a busy-loop timeout set
  * (VHOST_SET_VRING_BUSYLOOP_TIMEOUT, or the busyloop_us parameter) an idle
  * worker first spins that long for the next kick or completion: no sleep and
  * wake-up between a completion and the guest's next request (vhost-net's
@@ -34,14 +35,14 @@ void vblk_worker_kick(struct vblk_vq *vq)
 		wake_up_process(vq->worker);
 }
 
-/* Completed requests: status bytes and used entries. */
-static void vblk_worker_reap(struct vblk_vq *vq)
+/* Completed requests: status bytes and used entries. Returns whether any. */
+static bool vblk_worker_reap(struct vblk_vq *vq)
 {
 	struct llist_node *list = llist_del_all(&vq->done);
 	struct vblk_req *req, *tmp;
 
 	if (!list)
-		return;
+		return false;
 	list = llist_reverse_order(list);
 	llist_for_each_entry_safe(req, tmp, list, node)
 		vblk_req_complete(vq, req);
@@ -51,6 +52,7 @@ static void vblk_worker_reap(struct vblk_vq *vq)
 		vq->starved = false;
 		set_bit(VBLK_WORK_KICK, &vq->work);
 	}
+	return true;
 }
 
 static bool vblk_vq_ready(struct vblk_vq *vq)
@@ -157,10 +159,17 @@ static bool vblk_worker_busypoll(struct vblk_vq *vq)
 	return found;
 }
 
+/*
+ * One pass. Completions found at its start are published (used index,
+ * signal) before new requests are taken: submitting up to VBLK_WEIGHT of
+ * them can take long, and the guest should not wait for that to see
+ * requests that were already done.
+ */
 static void vblk_worker_pass(struct vblk_vq *vq)
 {
 	mutex_lock(&vq->mutex);
-	vblk_worker_reap(vq);
+	if (vblk_worker_reap(vq) && test_bit(VBLK_WORK_KICK, &vq->work))
+		vblk_vq_publish(vq);
 	if (test_and_clear_bit(VBLK_WORK_KICK, &vq->work))
 		vblk_worker_handle_kick(vq);
 	/* Sync completions of this pass are in the used ring too. */
