@@ -18,7 +18,7 @@ L2_DIR = "/var/lib/vhostblk-l2"
 DONE_MARKER = "VHOSTBLK-L2-DONE"
 
 # The initramfs builder (also used by the molecule scenarios, so it is a shell script).
-BUILDER = Path(__file__).with_name("l2_initramfs.sh")
+BUILDER = Path(__file__).resolve().parents[2] / "roles" / "guest_check" / "files" / "guest_initramfs.sh"
 
 
 @dataclass

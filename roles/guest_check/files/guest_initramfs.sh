@@ -1,8 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0-or-later
-# Build a busybox initramfs for an L2 guest, run inside L1 (harness l2.py and molecule use it).
-#   l2_initramfs.sh OUT.cpio.gz PAYLOAD.sh
-# The guest boots L1's own kernel, loads the virtio modules of that kernel (-a: every name is a
+# Build a busybox initramfs for a throwaway guest on a hypervisor (this role, the test harness's L2
+# guests and molecule use it).
+#   guest_initramfs.sh OUT.cpio.gz PAYLOAD.sh
+# The guest boots the host's own kernel, loads the virtio modules of that kernel (-a: every name is a
 # module; without it modprobe takes virtio_blk for a parameter of virtio_pci), runs PAYLOAD.sh,
 # prints "VHOSTBLK-L2-DONE rc=<status>" on the console and powers off.
 set -eu
