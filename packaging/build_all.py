@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 
 import pkgcommon
+import qemu_local_version
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -64,11 +65,8 @@ QEMU_SERIES = {"bookworm": "7.2", "trixie": "10.0"}
 
 
 def series_key(version):
-    """Hash of one qemu-patches series: QEMU packages built from another series are stale."""
-    h = hashlib.sha256()
-    for f in sorted((REPO / "qemu-patches" / version).iterdir()):
-        h.update(f.name.encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:16]
+    """Hash of one qemu-patches series and its recipe: QEMU packages built from another one are stale."""
+    return qemu_local_version.content_hash(qemu_local_version.PATCH_ROOT / version)[:16]
 
 
 def cached_qemu_dir(suite):

@@ -9,8 +9,9 @@ Steps (each one timed, summary in <out>/build-qemu-<ver>.json):
      ccache hits survive between runs);
   2. our qemu-patches/<ver>/ series goes to debian/patches/vhostblk/ and is appended to
      debian/patches/series; the whole quilt series is pushed (fails early on conflicts);
-  3. changelog: the Debian version + `+vhostblkN`, N the number of commits that touched the
-     series or this script (series_revision): e.g. 1:7.2+dfsg-7+deb12u18+vhostblk23;
+  3. changelog: the Debian version + `+vhostblkN`, N from qemu-patches/<ver>/local-version, which
+     qemu_local_version.py bumps on every change of the series or of this script (no git
+     needed): e.g. 1:7.2+dfsg-7+deb12u18+vhostblk8;
   4. --x86-only: a build profile pkg.vhostblk.x86only is added to debian/control and
      debian/rules: the non-x86 system packages, qemu-user* and qemu-system-xen are dropped and
      the main build configures only i386-softmmu,x86_64-softmmu. Everything else (features,
@@ -35,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when loaded by path (tests/devtools)
 import pkgcommon  # noqa: E402
+import qemu_local_version  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PATCH_ROOT = REPO / "qemu-patches"
@@ -42,7 +44,6 @@ CACHE = Path(os.environ.get("VHOSTBLK_CACHE", "/var/cache/vhostblk-fleet"))
 
 # qemu-patches/<ver> -> apt source spec of the Debian package the series is made for
 SOURCES = {"7.2": "qemu/bookworm", "10.0": "qemu/trixie"}
-LOCAL_SUFFIX = "+vhostblk"
 PROFILE_X86 = "pkg.vhostblk.x86only"
 PROFILE_NOMICROVM = "pkg.vhostblk.nomicrovm"
 # binary packages kept by the x86-only profile (7.2 layout)
@@ -149,24 +150,6 @@ def add_our_patches(tree, version, log):
     return names
 
 
-def series_revision(qemu, repo=REPO):
-    """How many commits have touched qemu-patches/<qemu> or this script: the N of +vhostblkN.
-
-    Every change of the series or of the way it is built is a new commit on main, so N moves
-    forward with it (and a Debian revision of QEMU moves the part before the suffix). Outside a
-    git checkout (an installed collection), or when the tree has uncommitted changes to those
-    files, the caller is told: such a build must not be published over a committed one.
-    """
-    paths = [f"qemu-patches/{qemu}", "packaging/build_qemu.py"]
-    count = subprocess.run(["git", "-C", str(repo), "rev-list", "--count", "HEAD", "--", *paths],
-                           capture_output=True, text=True, check=False)
-    if count.returncode != 0 or not count.stdout.strip().isdigit():
-        return 0, "not a git checkout"
-    dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--", *paths],
-                           capture_output=True, text=True, check=False).stdout.strip()
-    return int(count.stdout), ("uncommitted changes: " + " ".join(dirty.split()[1::2])) if dirty else ""
-
-
 def local_version(tree, names, log, qemu="7.2"):
     env = dict(
         os.environ,
@@ -175,10 +158,10 @@ def local_version(tree, names, log, qemu="7.2"):
     )
     base = subprocess.run(["dpkg-parsechangelog", "-S", "Version"], cwd=tree, capture_output=True, text=True,
                           check=True).stdout.strip()
-    revision, warning = series_revision(qemu)
+    suffix, warning = qemu_local_version.local_suffix(PATCH_ROOT / qemu)
     if warning:
-        print(f"WARNING: +vhostblk{revision}: {warning}; do not publish this build", flush=True)
-    version = f"{base}{LOCAL_SUFFIX}{max(revision, 1)}"
+        print(f"WARNING: {suffix}: {warning}; do not publish this build", flush=True)
+    version = f"{base}{suffix}"
     msg = f"Add the vhost-blk-pci device ({len(names)} patches in debian/patches/vhostblk)"
     sh(["dch", "--newversion", version, "--distribution", "UNRELEASED", msg], cwd=tree, env=env, log=log)
     out = subprocess.run(["dpkg-parsechangelog", "-S", "Version"], cwd=tree, capture_output=True, text=True, check=True)

@@ -3,13 +3,16 @@
 
 Run after changing kmod-src/include/uapi/linux/vhost_blk.h; tests/host/test_qemu_patches.py
 fails until the copies agree. The patch keeps its headers and description; the diffstat, blob id
-and hunk are recomputed from the header.
+and hunk are recomputed from the header. A refreshed series gets the next +vhostblkN
+(qemu_local_version.py).
 """
 
 import hashlib
 import re
 import sys
 from pathlib import Path
+
+import qemu_local_version
 
 REPO = Path(__file__).resolve().parents[1]
 UAPI = REPO / "kmod-src" / "include" / "uapi" / "linux" / "vhost_blk.h"
@@ -43,7 +46,8 @@ def main() -> int:
         new = refreshed(text, header)
         if new != text:
             patch.write_text(new)
-            print(f"refreshed {patch.relative_to(REPO)}")
+            revision, _bumped = qemu_local_version.bump(patch.parent)
+            print(f"refreshed {patch.relative_to(REPO)}: {qemu_local_version.SUFFIX}{revision}")
     return 0
 
 
