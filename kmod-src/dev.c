@@ -14,6 +14,8 @@
 
 #include "vblk.h"
 
+static atomic_t vblk_dev_ids = ATOMIC_INIT(0);
+
 struct vblk_dev *vblk_dev_alloc(void)
 {
 	unsigned int nvqs = clamp_val(READ_ONCE(vblk_max_queues), 1,
@@ -26,6 +28,7 @@ struct vblk_dev *vblk_dev_alloc(void)
 		return NULL;
 
 	mutex_init(&dev->mutex);
+	dev->id = atomic_inc_return(&vblk_dev_ids);
 	dev->nvqs = nvqs;
 	dev->seg_max = clamp_val(READ_ONCE(vblk_seg_max), 1,
 				 VBLK_MAX_QUEUE_SIZE);
@@ -124,6 +127,7 @@ static void vblk_dev_reset(struct vblk_dev *dev)
 		vblk_worker_stop(&dev->vqs[i]);
 		vblk_vq_cleanup(&dev->vqs[i]);
 	}
+	vblk_stats_dev_remove(dev);
 
 	if (dev->be)
 		vblk_backend_put(dev->be);
@@ -172,6 +176,7 @@ static long vblk_set_owner(struct vblk_dev *dev)
 	}
 	dev->counted = true;
 	dev->mm = mm;
+	vblk_stats_dev_add(dev);
 	return 0;
 }
 

@@ -12,6 +12,7 @@
 #include <linux/fs.h>
 #include <linux/compat.h>
 #include <linux/workqueue.h>
+#include <linux/seq_file.h>
 
 #include "vblk.h"
 
@@ -77,6 +78,15 @@ static long vblk_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 	return vblk_dev_ioctl(f->private_data, cmd, (void __user *)arg);
 }
 
+/* /proc/<pid>/fdinfo/<fd>: which debugfs directory and traces are this fd's */
+static void vblk_show_fdinfo(struct seq_file *m, struct file *f)
+{
+	struct vblk_dev *dev = f->private_data;
+
+	seq_printf(m, "vhost-blk-id:\t%u\n", dev->id);
+	seq_printf(m, "vhost-blk-owner:\t%d\n", READ_ONCE(dev->owner_pid));
+}
+
 #ifdef CONFIG_COMPAT
 static long vblk_compat_ioctl(struct file *f, unsigned int cmd,
 			      unsigned long arg)
@@ -94,6 +104,7 @@ static const struct file_operations vblk_fops = {
 	.compat_ioctl	= vblk_compat_ioctl,
 #endif
 	.llseek		= noop_llseek,
+	.show_fdinfo	= vblk_show_fdinfo,
 };
 
 static struct miscdevice vblk_misc = {
@@ -116,15 +127,17 @@ static int __init vblk_init(void)
 	if (!vblk_wq)
 		return -ENOMEM;
 
+	vblk_stats_init();
 	ret = misc_register(&vblk_misc);
 	if (ret)
-		goto err_wq;
+		goto err_stats;
 
 	pr_info("version %s, abi %d\n", VHOST_BLK_VERSION,
 		VHOST_BLK_ABI_VERSION);
 	return 0;
 
-err_wq:
+err_stats:
+	vblk_stats_exit();
 	destroy_workqueue(vblk_wq);
 	return ret;
 }
@@ -132,6 +145,7 @@ err_wq:
 static void __exit vblk_exit(void)
 {
 	misc_deregister(&vblk_misc);
+	vblk_stats_exit();
 	destroy_workqueue(vblk_wq);
 }
 

@@ -13,6 +13,7 @@
 #include <linux/uio.h>
 
 #include "vblk.h"
+#include "trace.h"
 
 /* Preallocate min(@num, pool_max) requests; no request in flight. */
 int vblk_pool_alloc(struct vblk_vq *vq, unsigned int num)
@@ -92,6 +93,8 @@ void vblk_req_finish(struct vblk_vq *vq, struct vblk_req *req, u8 status)
 {
 	u32 used_len = status == VIRTIO_BLK_S_OK ? req->used_len : 0;
 
+	vblk_stats_count(vq, req, status);
+	trace_vhost_blk_complete(vq, req, status);
 	if (put_user(status, req->status)) {
 		vblk_vq_set_broken(vq, "cannot write status byte");
 	} else {
@@ -212,6 +215,7 @@ void vblk_req_handle(struct vblk_vq *vq, struct vblk_req *req)
 		goto finish;
 	req->type = le32_to_cpu(hdr.type);
 	req->sector = le64_to_cpu(hdr.sector);
+	trace_vhost_blk_submit(vq, req);
 
 	switch (req->type) {
 	case VIRTIO_BLK_T_IN:
@@ -244,6 +248,7 @@ void vblk_req_handle(struct vblk_vq *vq, struct vblk_req *req)
 	case VIRTIO_BLK_T_FLUSH:
 		/* nothing completed since the last flush: nothing to sync */
 		if (!vblk_flush_needed(req)) {
+			vblk_stats_flush_skipped(vq);
 			status = VIRTIO_BLK_S_OK;
 			goto finish;
 		}

@@ -13,10 +13,10 @@
  *               (including hard IRQ), emptied by the worker.
  *
  * Memory per open device (x86_64, default parameters, measured):
- *   struct vblk_dev (128 B) + max_queues * struct vblk_vq (376 B): 3.1 KiB
+ *   struct vblk_dev (136 B) + max_queues * struct vblk_vq (472 B): 3.8 KiB
  *   per queue whose size is set (VHOST_SET_VRING_NUM):
  *     min(num, max_inflight) requests of
- *     sizeof(struct vblk_req) (472 B) + (seg_max + VBLK_IOV_SLACK) * 16 B,
+ *     sizeof(struct vblk_req) (480 B) + (seg_max + VBLK_IOV_SLACK) * 16 B,
  *     cache-line aligned: 2624 B -> 128 requests = 328 KiB per active queue
  *   backend 56 B; memory table: 24 B per region.
  *   One kernel thread per queue that got a kick eventfd.
@@ -197,6 +197,25 @@ struct vblk_poll {
 	struct vblk_vq *vq;
 };
 
+/*
+ * Per-queue counters (stats.c), shown in debugfs. Only the queue's worker
+ * writes them, under vq->mutex (WRITE_ONCE: debugfs reads them unlocked).
+ */
+struct vblk_stats {
+	u64 requests;		/* answered, whatever the status */
+	u64 reads;
+	u64 read_bytes;		/* of successful reads */
+	u64 writes;
+	u64 write_bytes;	/* of successful writes */
+	u64 flushes;		/* answered, coalesced ones included */
+	u64 flushes_skipped;	/* answered OK without an fsync (flush.c) */
+	u64 discards;
+	u64 write_zeroes;
+	u64 others;		/* GET_ID, unknown types, unreadable headers */
+	u64 errors;		/* VIRTIO_BLK_S_IOERR */
+	u64 unsupported;	/* VIRTIO_BLK_S_UNSUPP */
+};
+
 /* vq->work bits */
 #define VBLK_WORK_KICK	0
 
@@ -257,12 +276,16 @@ struct vblk_vq {
 	size_t req_size;
 	unsigned int pool_size;
 	struct list_head free_reqs;
+
+	struct vblk_stats stats;
 };
 
 struct vblk_dev {
 	struct mutex mutex;
 	struct mm_struct *mm;
 	pid_t owner_pid;		/* tgid of the (last) owner, for messages */
+	u32 id;				/* unique while loaded: debugfs, fdinfo, traces */
+	struct dentry *debugfs;		/* <owner_pid>-<id>/, while owned */
 	bool counted;			/* holds one of max_devices */
 	u8 serial[VIRTIO_BLK_ID_BYTES];	/* VHOST_BLK_SET_SERIAL, kept across resets */
 	u64 acked;
@@ -361,6 +384,14 @@ int vblk_flush_run(struct vblk_req *req);
 
 /* work.c */
 void vblk_work_fn(struct work_struct *work);
+
+/* stats.c */
+void vblk_stats_count(struct vblk_vq *vq, struct vblk_req *req, u8 status);
+void vblk_stats_flush_skipped(struct vblk_vq *vq);
+void vblk_stats_dev_add(struct vblk_dev *dev);
+void vblk_stats_dev_remove(struct vblk_dev *dev);
+void vblk_stats_init(void);
+void vblk_stats_exit(void);
 
 /* quota.c */
 int vblk_quota_get_device(void);
