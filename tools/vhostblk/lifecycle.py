@@ -22,7 +22,7 @@ from .driver import Session, WaitTimeout
 BLK_BITS = (1 << 24) - 1
 
 
-def _sectors_written(path):
+def sectors_written(path):
     """Sectors written to block device ``path`` so far (/sys/dev/block/MAJ:MIN/stat, field 7)."""
     st = os.stat(path)
     with open(f"/sys/dev/block/{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}/stat") as f:
@@ -131,9 +131,9 @@ class Lifecycle:
                 self.rep.check(name, False, "FLUSH negotiated although not acked")
                 return
             nsect = 256
-            before = _sectors_written(self.path)
+            before = sectors_written(self.path)
             s.run(0, [write_req(s, 1024, self.rnd.randbytes(nsect * V.SECTOR))], timeout=self.timeout)
-            written = _sectors_written(self.path) - before
+            written = sectors_written(self.path) - before
             self.rep.check(name, written >= nsect, f"{written} sectors reached the device for {nsect} written")
         finally:
             s.close()

@@ -6,7 +6,7 @@ import hashlib
 import os
 import random
 
-from . import access, dirtylog, limits, serial, topology
+from . import access, devstats, dirtylog, limits, serial, topology, tracepoints
 from . import virtio as V
 from .abi import MAX_BUSYLOOP_US
 from .backend import open_backend
@@ -87,6 +87,8 @@ class Selftest:
             lc.run(args.close_races)
             serial.run(lc)
             topology.run(lc)
+            devstats.run(lc)
+            tracepoints.run(lc)
             access.run(lc, args.nopunch_file)
             dirtylog.run(lc)
             if args.limits:
