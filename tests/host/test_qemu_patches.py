@@ -2,7 +2,8 @@
 """Checks of the QEMU patch series in qemu-patches/<version>/.
 
 - every series file lists existing git-format-patch files, and every patch is listed;
-- every patch carries DEP-3 fields (Description, Author, Forwarded: not-needed, Last-Update);
+- every patch carries DEP-3 fields (Description, Origin: vendor, Author, Forwarded: no, Last-Update):
+  a new device is ours and could go upstream, so neither 'not-needed' nor an upstream origin;
 - the vendored linux-headers/linux/vhost_blk.h is byte-for-byte the uapi header of kmod-src;
 - the series applies without fuzz, in order, to Debian's source tree with Debian's quilt series
   applied (fixture debian_qemu_source: fetched once into the cache, or $VHOSTBLK_QEMU_SRC_72 /
@@ -25,7 +26,7 @@ PATCH_ROOT = REPO / "qemu-patches"
 UAPI = REPO / "kmod-src" / "include" / "uapi" / "linux" / "vhost_blk.h"
 VENDORED = "linux-headers/linux/vhost_blk.h"
 VERSIONS = ("7.2", "10.0")
-DEP3_REQUIRED = ("Description", "Author", "Forwarded", "Last-Update")
+DEP3_REQUIRED = ("Description", "Origin", "Author", "Forwarded", "Last-Update")
 
 
 def read_series(version):
@@ -98,7 +99,8 @@ def test_patches_are_git_format_patch_with_dep3(version):
         fields = dep3_fields(text)
         for key in DEP3_REQUIRED:
             assert fields.get(key), f"{name}: DEP-3 field {key} missing"
-        assert fields["Forwarded"] == "not-needed", f"{name}: Forwarded must be not-needed"
+        assert fields["Forwarded"] == "no", f"{name}: Forwarded must be no (not sent upstream yet)"
+        assert fields["Origin"] == "vendor", f"{name}: Origin must be vendor (written by us)"
         datetime.date.fromisoformat(fields["Last-Update"])
         assert "<" in fields["Author"] and "@" in fields["Author"], f"{name}: Author needs a mail address"
 
