@@ -8,6 +8,8 @@ The version comes from kmod-src/VERSION only. Everything generated (debian/chang
 dkms.conf from kmod-src/dkms.conf.in, debian/*.install with the versioned path) is written
 into the temporary build tree, never into the repository. vhost-blk-dkms ships
   /usr/src/vhost-blk-VERSION/            module source, include/uapi header, dkms.conf
+  /lib/udev/rules.d/60-vhost-blk-dkms.rules       /dev/vhost-blk root:kvm 0660
+  /usr/lib/modules-load.d/vhost-blk-dkms.conf     load the module at boot
 and vhost-blk-tools (needed with the prebuilt module packages too)
   /usr/lib/vhost-blk/vhostblk/           the exerciser and the vhost-user back end (Python)
   /usr/lib/vhost-blk/vhost_blk.h         the ABI header they read
@@ -59,6 +61,11 @@ def prepare_tree(build, version, epoch):
     for name in ("vhost-blk-selftest", "vhost-blk-selftest.8", "vhost-blk-user", "vhost-blk-user.8",
                  "vhost-blk-user@.service"):
         shutil.copy2(pc.FILES / name, tree / name)
+    (tree / "device").mkdir()
+    with open(debian / f"{pc.DKMS_PACKAGE}.install", "a") as install:
+        for path, src in pc.device_files(pc.DKMS_PACKAGE).items():
+            shutil.copy2(src, tree / "device" / Path(path).name)
+            install.write(f"device/{Path(path).name} {Path(path).parent}/\n")
     return tree
 
 

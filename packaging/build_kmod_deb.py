@@ -14,6 +14,8 @@ Package facts:
   version   <module version>+k<kernel package version with '-' -> '.'>, e.g. 0.1.0+k6.1.192.2
   files     /lib/modules/<krel>/updates/vhost_blk.ko
             /etc/depmod.d/vhost-blk-<krel>.conf   (override: this .ko wins for <krel>)
+            /lib/udev/rules.d/60-<name>.rules     /dev/vhost-blk root:kvm 0660
+            /usr/lib/modules-load.d/<name>.conf   load the module at boot
   Depends   linux-image-<krel> | linux-image-<krel>-unsigned
   scripts   postinst/postrm run depmod -a <krel>
 
@@ -151,6 +153,9 @@ def stage(root, ko, krel, name, version, mod_version, epoch):
     conf = root / "etc" / "depmod.d" / f"{pc.SOURCE_NAME}-{krel}.conf"
     conf.parent.mkdir(parents=True)
     conf.write_text(depmod_conf(krel))
+    for path, src in pc.device_files(name).items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, root / path)
     overrides = lintian_overrides(name, f"{name}_{version}_amd64.deb")
     if overrides:
         ov = root / "usr" / "share" / "lintian" / "overrides" / name

@@ -29,6 +29,10 @@ MODULE_NAME = "vhost_blk"
 MODULE_SOURCE_GLOBS = ("*.c", "*.h", "Kbuild", "Makefile", "VERSION")
 UAPI_HEADER = Path("include/uapi/linux/vhost_blk.h")
 
+# What a module package ships beside the module (both the DKMS and the prebuilt packages).
+UDEV_RULE = FILES / "vhost-blk.rules"
+MODULES_LOAD = FILES / "vhost-blk-modules-load.conf"
+
 VERSION_RE = re.compile(r"^[0-9][A-Za-z0-9.+~]*$")
 
 
@@ -38,6 +42,16 @@ def module_version(src=KMOD_SRC):
     if not VERSION_RE.match(text):
         raise SystemExit(f"{src}/VERSION: {text!r} is not a usable Debian native version")
     return text
+
+
+def device_files(package):
+    """{path in the package: source file} of the udev rule and the modules-load.d entry.
+
+    Named after the package: vhost-blk-dkms and any number of vhost-blk-modules-<krel> may be
+    installed together, and dpkg refuses two packages owning one path.
+    """
+    return {f"lib/udev/rules.d/60-{package}.rules": UDEV_RULE,
+            f"usr/lib/modules-load.d/{package}.conf": MODULES_LOAD}
 
 
 def maintainer():

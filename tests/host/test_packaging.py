@@ -24,10 +24,15 @@ sys.path.insert(0, str(PKG))
 sys.path.insert(0, str(REPO / "tools"))
 
 import aptpin  # noqa: E402
+import pkgcommon  # noqa: E402
 from repokey import KEYRING_NAME, RepoKey  # noqa: E402
 
 VERSION = (REPO / "kmod-src" / "VERSION").read_text().strip()
 SUITE = "bookworm"
+# dkms.conf's BUILD_EXCLUSIVE_KERNEL: Debian 12, Debian 13 and bookworm-backports kernels build,
+# anything before 6.1 is skipped
+SUPPORTED_KERNELS = ("6.1.0-56-amd64", "6.12.95+deb12-amd64", "6.12.48+deb13-amd64", "6.12.12+bpo-amd64")
+UNSUPPORTED_KERNELS = ("5.10.0-30-amd64", "6.0.0-1-amd64")
 PROBE = "vhostblk-pin-probe"
 
 for tool in ("dpkg-buildpackage", "dh_dkms", "lintian", "gpg", "gpgv", "apt-get", "mke2fs", "debugfs", "depmod"):
@@ -73,6 +78,27 @@ def contents(deb):
         parts = line.split()
         out[parts[5][1:]] = parts[0]
     return out
+
+
+def udev_assignments(rule_text):
+    """{key: value} of the one rule line (KERNEL==, GROUP=, ...); comments left out."""
+    lines = [ln for ln in rule_text.splitlines() if ln.strip() and not ln.startswith("#")]
+    assert len(lines) == 1, lines
+    return {k + op: v for k, op, v in re.findall(r'([A-Z]+)(==|=)"([^"]*)"', lines[0])}
+
+
+def check_device_files(deb, package, x):
+    """The udev rule (root:kvm 0660 for the module's device) and the modules-load.d entry."""
+    files = contents(deb)
+    paths = sorted(pkgcommon.device_files(package))
+    assert [p for p in paths if f"/{p}" in files] == paths, sorted(files)
+    rule, load = (x / p for p in paths)
+    uapi = (REPO / "kmod-src/include/uapi/linux/vhost_blk.h").read_text()
+    device = re.search(r'#define VHOST_BLK_DEVICE_NAME\s+"([^"]+)"', uapi).group(1)
+    assert udev_assignments(rule.read_text()) == {"KERNEL==": device, "SUBSYSTEM==": "misc", "GROUP=": "kvm",
+                                                  "MODE=": "0660"}
+    entries = [ln.strip() for ln in load.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    return entries
 
 
 def probe_deb(out, version, name=PROBE):
@@ -187,6 +213,31 @@ def test_dkms_deb_contents(dkms_deb, work):
     # the maintainer scripts from dh_dkms register and remove exactly this version
     scripts = ok(["dpkg-deb", "-I", dkms_deb, "postinst"]) + ok(["dpkg-deb", "-I", dkms_deb, "prerm"])
     assert "DKMS_NAME=vhost-blk" in scripts and f"DKMS_VERSION={VERSION}" in scripts
+    assert check_device_files(dkms_deb, "vhost-blk-dkms", x) == [re.search(
+        r'^BUILT_MODULE_NAME\[0\]="(\S+)"$', conf, re.M).group(1)]
+
+
+def test_dkms_skips_unsupported_kernels(dkms_deb, work):
+    """dkms itself (private trees, no headers, signing off) reads the packaged dkms.conf: kernels
+    before 6.1 end in its 'skipped' status 77, supported ones get past that check (and stop at
+    the missing headers), so `dkms autoinstall` in a kernel package's configure skips cleanly."""
+    assert shutil.which("dkms"), "dkms not installed (./dev setup)"
+    x = work / "dkms-exclusive-x"
+    ok(["dpkg-deb", "-x", dkms_deb, x])
+    assert re.search(r"^BUILD_EXCLUSIVE_KERNEL=", (x / f"usr/src/vhost-blk-{VERSION}/dkms.conf").read_text(), re.M)
+    trees = ["--sourcetree", x / "usr/src", "--dkmstree", work / "dkms-tree"]
+    (work / "dkms-tree").mkdir()
+    env = dict(os.environ, sign_file=str(work / "no-sign-file"))  # no MOK key made in /var/lib/dkms
+    ok(["dkms", "add", "-m", "vhost-blk", "-v", VERSION, *trees], env=env)
+    for krel in SUPPORTED_KERNELS + UNSUPPORTED_KERNELS:
+        res = run(["dkms", "build", "-m", "vhost-blk", "-v", VERSION, "-k", krel, *trees,
+                   "--kernelsourcedir", work / "no-headers"], env=env)
+        out = res.stdout + res.stderr
+        if krel in UNSUPPORTED_KERNELS:
+            assert res.returncode == 77 and "BUILD_EXCLUSIVE" in out, f"{krel}: rc={res.returncode}\n{out}"
+        else:
+            assert res.returncode not in (0, 77) and "BUILD_EXCLUSIVE" not in out, f"{krel}: rc={res.returncode}\n{out}"
+            assert "kernel headers" in out, f"{krel}: stopped before the headers check\n{out}"
 
 
 def test_tools_deb_contents(tools_deb, work):
@@ -267,6 +318,14 @@ def test_kmod_deb_contents_and_module(kmod_deb, work):
         text = ok(["dpkg-deb", "-I", deb, script])
         assert f"KREL={krel}" in text and 'depmod -a "$KREL"' in text
     assert ok(["dpkg-deb", "-I", deb, "conffiles"]).strip() == f"/etc/depmod.d/vhost-blk-{krel}.conf"
+    module = ok(["modinfo", "-F", "name", x / ko.lstrip("/")]).strip()
+    assert check_device_files(deb, f"vhost-blk-modules-{krel}", x) == [module]
+
+
+def test_module_packages_share_no_file(dkms_deb, kmod_deb):
+    """Both may be installed on one host (dpkg refuses two packages owning one path)."""
+    shared = {p for p, mode in contents(dkms_deb).items() if not mode.startswith("d")} & set(contents(kmod_deb[1]))
+    assert not shared, shared
 
 
 def _depmod_winner(work, name, deb, krel, with_override):
