@@ -32,7 +32,12 @@ def test_device_node(host):
 
 
 def test_persisted_for_boot(host):
-    assert "vhost_blk" in host.file("/etc/modules-load.d/vhost-blk.conf").content_string
+    # vhost-blk-dkms loads the module at boot and sets the device's group and mode: the role adds
+    # no modules-load.d entry or udev rule of its own
+    assert "vhost_blk" in host.file("/usr/lib/modules-load.d/vhost-blk-dkms.conf").content_string
+    assert not host.file("/etc/modules-load.d/vhost-blk.conf").exists
+    assert 'GROUP="kvm", MODE="0660"' in host.file("/lib/udev/rules.d/60-vhost-blk-dkms.rules").content_string
+    assert not host.file("/etc/udev/rules.d/65-vhost-blk.rules").exists
     assert host.file("/etc/modprobe.d/vhost-blk.conf").exists
 
 
