@@ -17,7 +17,9 @@ Steps (each one timed, summary in <out>/build-qemu-<ver>.json):
      the main build configures only i386-softmmu,x86_64-softmmu. Everything else (features,
      modules, tools, docs, microvm unless --no-microvm) is Debian's own recipe;
   5. `dpkg-buildpackage -B` (architecture-dependent packages only; qemu-system-data, which is
-     arch:all firmware, is taken from Debian) with ccache in <cache>/ccache.
+     arch:all firmware, is taken from Debian) with ccache in <cache>/ccache;
+  6. only after a successful build: <out>/qemu-<ver>-<hash>.built (--print-marker prints its
+     path), the marker the build role's `creates:` waits for.
 
 Needs the build dependencies: `apt-get build-dep --arch-only qemu/bookworm` plus ccache, quilt,
 devscripts. Run as root or a user that may write <workdir>.
@@ -237,6 +239,12 @@ def collect(tree, out):
     return debs
 
 
+def built_marker(out, qemu):
+    """<out>/qemu-<ver>-<hash>.built: written only after a successful build, named after the
+    content of the series and of this script, so a changed series or recipe is built again."""
+    return Path(out) / f"qemu-{qemu}-{qemu_local_version.content_hash(PATCH_ROOT / qemu)[:16]}.built"
+
+
 def _terminated(signum, frame):
     raise SystemExit(f"terminated by signal {signum}")
 
@@ -254,7 +262,12 @@ def main(argv=None):
     ap.add_argument("--no-ccache", action="store_true")
     ap.add_argument("--nice", type=int, default=10, help="niceness of the build (shared machines)")
     ap.add_argument("--prepare-only", action="store_true", help="stop after patching the source tree")
+    ap.add_argument("--print-marker", action="store_true",
+                    help="print the path of the file a successful build of this series leaves in --out, and exit")
     args = ap.parse_args(argv)
+    if args.print_marker:
+        print(built_marker(args.out, args.qemu))
+        return 0
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     with pkgcommon.locked(args.workdir / ".lock"):  # the tree under workdir is replaced: one run at a time
@@ -282,6 +295,7 @@ def _build(args):
             timer.run("dpkg-buildpackage", build, tree, profiles, args.jobs, not args.no_ccache, args.nice, log)
             summary["debs"] = timer.run("collect", collect, tree, args.out)
             summary["result"] = "built"
+            built_marker(args.out, args.qemu).write_text(version + "\n")
     finally:
         # written also when the build fails or is interrupted: the timings are the point
         summary["steps"] = timer.steps
