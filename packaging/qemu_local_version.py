@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0-or-later
 """The local version of the patched QEMU packages: +vhostblkN, N kept in qemu-patches/<series>/local-version.
 
@@ -69,8 +68,8 @@ def local_suffix(series_dir, recipe=RECIPE):
     if revision == 0:
         return f"{SUFFIX}1", f"{Path(series_dir).name} has no {RECORD} record"
     if content_hash(series_dir, recipe) != recorded:
-        return f"{SUFFIX}{revision}", (f"qemu-patches/{Path(series_dir).name} or {Path(recipe).name} changed "
-                                        f"after revision {revision} was recorded: run {Path(__file__).name}")
+        changed = f"qemu-patches/{Path(series_dir).name} or {Path(recipe).name}"
+        return f"{SUFFIX}{revision}", f"{changed} changed after revision {revision}: run {Path(__file__).name}"
     return f"{SUFFIX}{revision}", ""
 
 
