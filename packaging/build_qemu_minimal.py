@@ -31,9 +31,11 @@ CACHE = Path(os.environ.get("VHOSTBLK_CACHE", "/var/cache/vhostblk-fleet"))
 # Every optional feature off except what the tests need, so the binary links only against
 # libraries that the distribution's qemu-system-x86 package already pulls in (a build host with
 # QEMU's full build-deps would otherwise link Xen, SPICE, ... that a hypervisor may lack).
+# vhost-user: the guest benchmark puts a vhost-user-blk-pci disk (vhost-blk-user) beside vhost-blk-pci.
 CONFIGURE = ["--target-list=x86_64-softmmu", "--without-default-features", "--enable-kvm", "--enable-vhost-kernel",
-             "--enable-vhost-net", "--enable-linux-aio", "--enable-linux-io-uring", "--enable-slirp",
-             "--enable-fdt=system", "--disable-install-blobs", "--with-git-submodules=ignore", "--disable-werror"]
+             "--enable-vhost-net", "--enable-vhost-user", "--enable-linux-aio", "--enable-linux-io-uring",
+             "--enable-slirp", "--enable-fdt=system", "--disable-install-blobs", "--with-git-submodules=ignore",
+             "--disable-werror"]
 
 
 def series_key(version: str) -> str:

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""``./dev bench guest`` without a VM: run plan, QEMU arguments, the table and its BEHIND marks."""
+"""``./dev bench guest`` without a VM: run plan, QEMU arguments, the table and its BEHIND and transport marks."""
 
 import pytest
 from devtools import bench_guest
@@ -15,14 +15,15 @@ def _run(iops, clat_us, direction):
     return {"rc": 0, "json": {"jobs": [job]}, "stderr": []}
 
 
-def test_plan_runs_both_disks_per_point_alternating_first():
+def test_plan_runs_every_disk_per_point_rotating_first():
     order = bench_guest.plan()
-    assert len(order) == 2 * len(bench_guest.POINTS)
-    firsts = [order[i][0] for i in range(0, len(order), 2)]
-    assert firsts == ["vhost-blk", "virtio-blk", "vhost-blk", "virtio-blk"]
-    for i in range(0, len(order), 2):
-        assert {order[i][0], order[i + 1][0]} == set(bench_guest.DISKS)
-        assert order[i][1:] == order[i + 1][1:]
+    n = len(bench_guest.DISKS)
+    assert n == 3 and len(order) == n * len(bench_guest.POINTS)
+    firsts = [order[i][0] for i in range(0, len(order), n)]
+    assert firsts == ["vhost-blk", "vhost-user", "virtio-blk", "vhost-blk"]
+    for i in range(0, len(order), n):
+        assert {o[0] for o in order[i:i + n]} == set(bench_guest.DISKS)
+        assert len({o[1:] for o in order[i:i + n]}) == 1
 
 
 def test_device_args_compare_like_with_like():
@@ -30,8 +31,11 @@ def test_device_args_compare_like_with_like():
     flat = " ".join(" ".join(a) for a in bench_guest.device_args(TOOLS, args))
     assert "iothread,id=iot0" in flat and "iothread=iot0" in flat
     assert "cache.direct=on,aio=io_uring" in flat and "cache-direct=on" in flat
-    assert flat.count("num-queues=1,queue-size=128") == 2
-    assert "addr=0x04" in flat and "addr=0x05" in flat and "addr=0x07" in flat
+    assert flat.count("num-queues=1,queue-size=128") == 3
+    assert "addr=0x04" in flat and "addr=0x05" in flat and "addr=0x06" in flat and "addr=0x07" in flat
+    # vhost-user needs guest RAM the daemon can map
+    assert f"memory-backend-memfd,id=mem,size={bench_guest.MEMORY_MIB}M,share=on" in flat
+    assert f"socket,id=vu0,path={bench_guest.SOCKET}" in flat and "vhost-user-blk-pci,chardev=vu0" in flat
     native = bench_guest.parse_args(["--aio", "native"])
     assert "aio=native" in " ".join(" ".join(a) for a in bench_guest.device_args(TOOLS, native))
 
@@ -40,8 +44,9 @@ def test_payload_runs_every_point_on_both_disks():
     text = bench_guest.payload(TOOLS, bench_guest.parse_args(["--runtime", "3"]))
     for disk, rw, qd in bench_guest.plan():
         assert f"--name={bench_guest.label(disk, rw, qd)} " in text
-    assert '"--filename=$VHOST_BLK"' in text and '"--filename=$VIRTIO_BLK"' in text
-    assert text.count('"--runtime=3"') == 8 and text.count('"--direct=1"') == 8
+    for var in ("VHOST_BLK", "VHOST_USER", "VIRTIO_BLK"):
+        assert f'"--filename=${var}"' in text
+    assert text.count('"--runtime=3"') == 12 and text.count('"--direct=1"') == 12
 
 
 def test_collect_ratios_and_behind():
@@ -51,16 +56,21 @@ def test_collect_ratios_and_behind():
         # vhost-blk ahead on reads, behind on writes at qd32
         v_iops = 2000.0 if (rw, qd) != ("randwrite", 32) else 500.0
         runs[bench_guest.label("vhost-blk", rw, qd)] = _run(v_iops, 1e6 / v_iops * qd, d)
+        # vhost-user 3% behind vhost-blk-pci, except 10% at randread qd32
+        u_iops = v_iops * (0.90 if (rw, qd) == ("randread", 32) else 0.97)
+        runs[bench_guest.label("vhost-user", rw, qd)] = _run(u_iops, 1e6 / u_iops * qd, d)
         runs[bench_guest.label("virtio-blk", rw, qd)] = _run(1000.0, 1e6 / 1000.0 * qd, d)
     rows = bench_guest.collect(runs)
     assert [r["behind"] for r in rows] == [False, False, False, True]
     assert rows[0]["iops_ratio"] == 2.0 and rows[0]["clat_ratio"] == 0.5
+    assert [r["user_within"] for r in rows] == [True, False, True, True]
     table = bench_guest.format_table(rows, "hdr")
     lines = table.splitlines()
     assert lines[0] == "hdr"
-    assert lines[-2].startswith("randwrite qd32") and lines[-2].endswith("BEHIND")
-    assert lines[-3].endswith("ahead")
-    assert lines[-1] == "vhost-blk is BEHIND virtio-blk at: randwrite qd32"
+    assert lines[-3].startswith("randwrite qd32") and lines[-3].endswith("BEHIND")
+    assert lines[-4].endswith("ahead")
+    assert lines[-2] == "vhost-blk is BEHIND virtio-blk at: randwrite qd32"
+    assert lines[-1] == "vhost-user is more than 5% behind vhost-blk-pci at: randread qd32"
 
 
 def test_slower_latency_alone_counts_as_behind():
@@ -68,6 +78,7 @@ def test_slower_latency_alone_counts_as_behind():
     for rw, qd in bench_guest.POINTS:
         d = "read" if rw == "randread" else "write"
         runs[bench_guest.label("vhost-blk", rw, qd)] = _run(1000.0, 1100.0, d)
+        runs[bench_guest.label("vhost-user", rw, qd)] = _run(1000.0, 1100.0, d)
         runs[bench_guest.label("virtio-blk", rw, qd)] = _run(1000.0, 1000.0, d)
     assert all(r["behind"] for r in bench_guest.collect(runs))
 

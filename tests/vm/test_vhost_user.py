@@ -19,13 +19,11 @@ import re
 from pathlib import Path
 
 import pytest
-from vmharness import l2, l2_fio, l2_migrate
+from vmharness import l1_vhost_user, l2, l2_fio, l2_migrate
 from vmharness.l1_vhostblk import vhostblk_l1
 from vmharness.l2_pattern import console_value, disk_pattern_sh
 from vmharness.l2_tools import DISK_AT_SH, build_tools_disk, pci_addr
-from vmharness.paths import REPO_ROOT
 
-TOOLS = "/usr/local/lib/vhostblk-fleet"
 SOCK = "/run/vhost-blk/l2-vdb.sock"
 BACKING = "/var/lib/vhost-blk/vu.raw"
 SERIAL = "vu-l2-disk-0001"
@@ -79,20 +77,15 @@ done
 def hv(tmp_path_factory):
     with vhostblk_l1(f"pytest-vhost-user-{os.getpid()}", tmp_path_factory.mktemp("repo"), with_qemu=False,
                      log=lambda m: print(m, flush=True)) as inst:
-        inst.run(f"mkdir -p {TOOLS} /run/vhost-blk /var/lib/vhost-blk")
-        inst.put([REPO_ROOT / "tools" / "vhostblk"], TOOLS + "/")
-        inst.put([REPO_ROOT / "kmod-src" / "include" / "uapi" / "linux" / "vhost_blk.h"], TOOLS + "/")
+        l1_vhost_user.install(inst)
         yield inst
 
 
 def daemon_command(log, sock=SOCK, backing=BACKING, extra=""):
-    """Shell starting the daemon as the only background job (so an ssh session can end); prints its pid."""
-    return (f"cd {TOOLS}; VHOST_BLK_UAPI_HEADER={TOOLS}/vhost_blk.h setsid python3 -m vhostblk.vu_daemon "
-            f"--socket {sock} --backing {backing} --serial {SERIAL} --queues {QUEUES} {extra} "
-            f"</dev/null >{log} 2>&1 & echo $!")
+    return l1_vhost_user.daemon_command(log, sock, backing, f"--serial {SERIAL} --queues {QUEUES} {extra}")
 
 
-WAIT_SOCKET = f"for i in $(seq 100); do test -S {SOCK} && break; sleep 0.1; done"
+WAIT_SOCKET = l1_vhost_user.wait_socket(SOCK)
 
 # Runs in L1 beside the guest: waits for the marker on the backing, restarts the daemon.
 WATCHER = f"""
