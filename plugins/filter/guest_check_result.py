@@ -22,6 +22,18 @@ options:
     description: SHA-256 of the first pattern bytes of the vhost-blk disk's backing file, read on the host.
     type: str
     required: true
+  cpu_begin:
+    description:
+      - C(DAEMON_TICKS WORKER_TICKS CLK_TCK) of the vhost-user back end and its kernel workers when the
+        guest started its vhost-blk fio runs (the role's C(backend_cpu.sh)); with O(cpu_end), the CPU
+        time per I/O of each.
+    type: str
+  cpu_end:
+    description: The same, when those runs had ended.
+    type: str
+  hotplug_sha:
+    description: SHA-256 of the first MiB of the hot-plugged disk's backing file, read on the host.
+    type: str
 """
 
 EXAMPLES = r"""
@@ -65,6 +77,14 @@ _value:
     ratios:
       description: Per workload, vhost-blk IOPS divided by virtio-blk IOPS.
       type: dict
+    cpu:
+      description: >-
+        With O(cpu_begin) and O(cpu_end): C(ios) (the vhost-blk fio runs' I/Os), C(daemon_us_per_io)
+        and C(workers_us_per_io) (CPU time of the back end and of the module's workers over those runs).
+      type: dict
+    hotplug:
+      description: C(wrote), C(read) (guest) and C(backing) (host) checksums of the hot-plugged disk.
+      type: dict
     summary:
       description: Lines for a person to read.
       type: list
@@ -83,22 +103,42 @@ def _value(console, key):
     return m.group(1) if m else None
 
 
+def _value_line(console, key):
+    m = re.search(rf"^{re.escape(key)} (.+?)\s*$", console, re.M)
+    return m.group(1) if m else None
+
+
 def _fio_point(text, rw):
     """IOPS and completion latency percentiles (µs) of the one job in fio's JSON output."""
     start, end = text.find("{"), text.rfind("}")
     if start < 0 or end < start:
         return None
     try:
-        job = json.loads(text[start:end + 1])["jobs"][0]["read" if rw.endswith("read") else "write"]
+        job_all = json.loads(text[start:end + 1])["jobs"][0]
+        job = job_all["read" if rw.endswith("read") else "write"]
     except (ValueError, KeyError, IndexError):
         return None
     pct = job.get("clat_ns", {}).get("percentile", {})
-    return {"iops": round(job["iops"], 1),
+    ios = sum(int(one.get("total_ios", 0)) for one in (job_all.get("read", {}), job_all.get("write", {})))
+    return {"iops": round(job["iops"], 1), "ios": ios,
             "p50_us": round(pct.get("50.000000", 0) / 1000, 1),
             "p99_us": round(pct.get("99.000000", 0) / 1000, 1)}
 
 
-def guest_check_result(console, backing_sha):
+def _cpu(begin, end, ios):
+    """CPU time per I/O of the back end and of the kernel workers between two backend_cpu.sh samples."""
+    try:
+        d0, w0, hz = (int(x) for x in begin.split())
+        d1, w1, _hz = (int(x) for x in end.split())
+    except (AttributeError, ValueError):
+        return None
+    if not ios:
+        return None
+    return {"ios": ios, "daemon_us_per_io": round((d1 - d0) * 1e6 / hz / ios, 3),
+            "workers_us_per_io": round((w1 - w0) * 1e6 / hz / ios, 3)}
+
+
+def guest_check_result(console, backing_sha, cpu_begin=None, cpu_end=None, hotplug_sha=None):
     console = (console or "").replace("\r", "")
     done = DONE.search(console)
     res = {"rc": int(done.group(1)) if done else None,
@@ -131,6 +171,25 @@ def guest_check_result(console, backing_sha):
             line += (f", virtio-blk {peer[rw]['iops']:.0f} IOPS (p99 {peer[rw]['p99_us']:.0f} us),"
                      f" ratio {res['ratios'][rw]:.2f}")
         summary.append(line)
+    vhost = res["fio"].get("vhost-blk", {})
+    if cpu_begin is not None:
+        res["cpu"] = _cpu(cpu_begin, cpu_end, sum(p["ios"] for p in vhost.values()))
+        if res["cpu"] is None:
+            problems.append(f"no CPU time per I/O from samples {cpu_begin!r} and {cpu_end!r}")
+        else:
+            summary.append(f"over {res['cpu']['ios']} vhost-blk I/Os the back end used "
+                           f"{res['cpu']['daemon_us_per_io']} us of CPU per I/O, the kernel workers "
+                           f"{res['cpu']['workers_us_per_io']} us")
+    if hotplug_sha is not None:
+        wrote, _sep, read = (_value_line(console, "HOTPLUG-SHA") or "").partition(" ")
+        res["hotplug"] = {"wrote": wrote or None, "read": read or None, "backing": hotplug_sha}
+        if not wrote or not wrote == read == hotplug_sha:
+            problems.append(f"hot-plugged disk: guest wrote {wrote or None}, read {read or None}, "
+                            f"backing holds {hotplug_sha}")
+        elif "HOTPLUG-GONE" not in console:
+            problems.append("the hot-plugged disk did not leave the guest after the unplug")
+        else:
+            summary.append("a second vhost-blk disk was hot-plugged, written, read back and unplugged")
     res.update(ok=not problems, problems=problems, summary=summary)
     return res
 
