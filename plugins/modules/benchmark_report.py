@@ -19,7 +19,7 @@ description:
     hosts; a prominent note whether the numbers come from an emulated test hypervisor),
     C(summary.json) (the fleet summary) and, with O(charts), two PNG charts per host
     (C(iops-HOST.png), C(latency-HOST.png)).
-  - Runs on the controller (C(delegate_to: localhost), C(run_once)). A file is rewritten only when its
+  - Runs on the controller (delegated to C(localhost), once per play). A file is rewritten only when its
     content changes; files of hosts no longer in the input are left alone.
   - Every value a document lacks is shown as C(missing) in the report and listed in RV(missing).
 author:
