@@ -38,7 +38,8 @@ def run(lc):
         dev.close()
     root = _tracefs()
     if not in_kernel or root is None:
-        rep.skip(name, "the fake device has no tracepoints" if not in_kernel else "tracefs not mounted")
+        rep.skip(name, "the fake device has no tracepoints" if not in_kernel
+                 else f"tracefs not mounted or not readable by uid {os.getuid()}")
         return
     if not rep.check("[trace] events/vhost_blk present", os.path.isdir(f"{root}/events/vhost_blk"),
                      f"{root}/events/vhost_blk"):
