@@ -105,8 +105,9 @@ options:
         plugs the native disk back.
       - The running domain must already have shared memory; otherwise the module warns and
         returns RV(restart_required=true).
-      - Hot-unplug needs the guest's cooperation. When the guest has not let go of a disk after
-        libvirt's wait, the module fails before changing anything else; run it again.
+      - Hot-unplug needs the guest's cooperation. The module waits up to 60 seconds for the guest to
+        let go of a disk (Linux takes about 5 seconds); when it has not, the module fails before
+        changing anything else; run it again.
       - With V(false), a running domain keeps its disks until it is restarted
         (RV(restart_required)); the service instance of a disk the running domain still uses is
         not stopped on removal.
@@ -464,6 +465,7 @@ ownership:
 import grp
 import os
 import pwd
+import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_backend_service as svc
@@ -743,6 +745,9 @@ def _diffs(module, name, before_canon, after_canon, instance, conf_path, conf_be
     return diffs or None
 
 
+UNPLUG_WAIT = 60
+
+
 def _live_apply(dom, plan, phase):
     """The live path: hot-unplug (phase 'detach') or hot-plug (phase 'attach') the planned devices.
     Deliberately thin: libvirt does the work (attachDeviceFlags/detachDeviceFlags with
@@ -754,13 +759,20 @@ def _live_apply(dom, plan, phase):
             lv.detach_live(dom, vu.device_xml(elem))
         else:
             lv.attach_live(dom, vu.device_xml(elem))
-    if phase == 'detach' and any(operation == 'detach' for operation, dummy in plan):
-        live_root = parse_xml(lv.live_xml(dom))
-        for operation, elem in plan:
-            target = elem.find('target').get('dev')
-            if operation == 'detach' and vu.find_target(live_root, target) is not None:
-                raise VhostBlkError(f'The guest has not released disk {target} yet (hot-unplug is asynchronous): '
-                                    'run the task again in a moment')
+    targets = [elem.find('target').get('dev') for operation, elem in plan if operation == 'detach']
+    if phase == 'detach' and targets:
+        # The guest releases a PCIe device after its attention-button delay (5 s in Linux's
+        # pciehp); libvirt waits 5 s and may return before. Wait a while longer for it.
+        deadline = time.monotonic() + UNPLUG_WAIT
+        while True:
+            live_root = parse_xml(lv.live_xml(dom))
+            held = [target for target in targets if vu.find_target(live_root, target) is not None]
+            if not held:
+                return
+            if time.monotonic() >= deadline:
+                raise VhostBlkError(f'The guest has not released disk {held[0]} within {UNPLUG_WAIT} s '
+                                    '(hot-unplug needs its cooperation): run the task again later')
+            time.sleep(1)
 
 
 def _plan_text(plan):

@@ -39,6 +39,7 @@ class FakeDomain:
         self.active = active
         self.transient = False
         self.live = libvirt_normalise(live_xml) if live_xml else self.persistent
+        self.pending_unplug = None
 
     def name(self):
         return re.search(r'<name>([^<]+)</name>', self.persistent).group(1)
@@ -63,6 +64,12 @@ class FakeDomain:
         target = re.search(r"<target dev=.([a-z]+)", xml_text).group(1)
         if self.conn.guest_keeps_disks:
             return
+        if self.conn.guest_release_polls:
+            self.pending_unplug = target  # the guest lets go after that many looks at the live XML
+            return
+        self._remove_live_disk(target)
+
+    def _remove_live_disk(self, target):
         doc = xml.dom.minidom.parseString(self.live)
         for disk in doc.getElementsByTagName('disk'):
             targets = disk.getElementsByTagName('target')
@@ -71,6 +78,11 @@ class FakeDomain:
         self.live = libvirt_normalise(doc.toxml())
 
     def XMLDesc(self, flags=0):  # pylint: disable=invalid-name
+        if self.pending_unplug and self.active and not flags & VIR_DOMAIN_XML_INACTIVE:
+            self.conn.guest_release_polls -= 1
+            if self.conn.guest_release_polls <= 0:
+                self._remove_live_disk(self.pending_unplug)
+                self.pending_unplug = None
         text = self.persistent if (flags & VIR_DOMAIN_XML_INACTIVE or not self.active) else self.live
         if not flags & VIR_DOMAIN_XML_SECURE:
             text = re.sub(r" passwd='[^']*'", '', text)
@@ -83,6 +95,7 @@ class FakeConn:
         self.defined = []
         self.hotplug = []
         self.guest_keeps_disks = False
+        self.guest_release_polls = 0
         for dom in domains:
             self.add(*dom)
 

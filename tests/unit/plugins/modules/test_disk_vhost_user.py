@@ -122,12 +122,25 @@ def test_live_conversion_and_restore(monkeypatch, conn, images, host):
     assert vu.find_target(persistent(conn), 'vdb').get('type') == 'file'
 
 
+def test_unplug_waits_for_the_guest(monkeypatch, conn, images, host):
+    """pciehp lets go of a device after its attention-button delay, often after libvirt returned."""
+    run(monkeypatch, disk.main, args(images, live=True))
+    slept = []
+    monkeypatch.setattr(disk.time, 'sleep', slept.append)
+    conn.guest_release_polls = 3
+    removed = run(monkeypatch, disk.main, {'name': 'vm4', 'id': 'vblk0', 'state': 'absent', 'live': True})
+    assert removed['live'] == ['detach vhostuser vdc'] and slept, (removed, slept)
+    assert vu.find_element(live(conn), 'vblk0') is None
+    assert fake_systemctl.mutating(host['state'])[-1] == 'disable --now vhost-blk-user@vm4-vblk0.service'
+
+
 def test_guest_keeps_the_disk(monkeypatch, conn, images, host):
     run(monkeypatch, disk.main, args(images, live=True))
     conn.guest_keeps_disks = True
+    monkeypatch.setattr(disk, 'UNPLUG_WAIT', 0)
     with pytest.raises(ModuleFail) as info:
         run(monkeypatch, disk.main, {'name': 'vm4', 'id': 'vblk0', 'state': 'absent', 'live': True})
-    assert 'has not released disk vdc yet' in info.value.result['msg']
+    assert 'has not released disk vdc within 0 s' in info.value.result['msg']
     # nothing else changed: the definition and the service are as before
     assert vu.find_element(persistent(conn), 'vblk0') is not None
     assert fake_systemctl.mutating(host['state']) == ['enable --now vhost-blk-user@vm4-vblk0.service']
