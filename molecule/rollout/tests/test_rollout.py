@@ -1,5 +1,6 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Verify the rollout: the canary host is done, the busy host was left alone and reported."""
+"""Verify the rollout: the canary host is done, the busy host got only the module (nothing else
+changed under its VM) and was reported; a failing canary stops the rollout with a summary."""
 
 import json
 import os
@@ -9,13 +10,19 @@ import testinfra
 
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 SUMMARY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "rollout-summary.json"
+FAILED_CANARY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "rollout-failed-canary.json"
 
 
 def test_summary_reports_done_and_busy():
     summary = json.loads(SUMMARY.read_text())
-    assert summary.get("done") == ["hv1"], summary
-    assert summary.get("skipped (busy)") == ["hv2"], summary
-    assert "failed" not in summary, summary
+    assert summary == {"done": ["hv1"], "busy (module only)": ["hv2"]}, summary
+
+
+def test_failing_canary_stops_the_rollout_and_still_reports():
+    """The side effect's rollout: the canary fails, the later batch is not attempted, the summary
+    is written all the same."""
+    summary = json.loads(FAILED_CANARY.read_text())
+    assert summary == {"failed": ["hv1"], "not attempted": ["hv2"]}, summary
 
 
 def _host(name):
@@ -35,7 +42,7 @@ def test_canary_converged():
 
 def test_busy_host_left_alone():
     host = _host("hv2")
-    # the device is still held by the stand-in VM, and the rollout did not touch the host
+    # the device is still held by the stand-in VM, and the rollout changed nothing but the module
     assert host.service("vhostblk-holder").is_running
     assert int(host.file("/sys/module/vhost_blk/refcnt").content_string) > 0
     # prepare gave hv2 mode 0600; the rollout would have made it 0660
