@@ -25,6 +25,13 @@ def test_dkms_installed_for_running_kernel(host):
     assert "installed" in status, status
 
 
+def test_headers_metapackage_installed(host):
+    """prepare removed linux-headers-amd64: the role puts it back, so that a kernel apt installs
+    later (linux-image-amd64) comes with its headers and DKMS builds for it."""
+    assert host.package("linux-image-amd64").is_installed
+    assert host.package("linux-headers-amd64").is_installed
+
+
 def test_device_node(host):
     kind, group, mode = host.check_output("stat -c '%%F|%%G|%%a' %s", "/dev/vhost-blk").split("|")
     assert kind == "character special file"
