@@ -243,6 +243,9 @@ def _check_workloads(workloads, problems):
     return by_name
 
 
+check_workloads = _check_workloads
+
+
 def _check_fio_agrees(cell, load, where, problems):
     ran = cell.get('fio')
     if not isinstance(ran, dict) or not isinstance(load, dict):
