@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Follow a benchmark guest's console and sample host CPU time at the edges of each fio run.
 
