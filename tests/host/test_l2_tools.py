@@ -1,51 +1,31 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""The L2 tools disk without a VM: ldd parsing, the staging script (run for real), QEMU arguments."""
+"""The L2 tools disk without a VM: the packer (run for real), QEMU arguments, the guest's setup."""
 
-import shutil
 import subprocess
 import tarfile
 
-import pytest
-from vmharness import HarnessError, l2_tools
-
-LDD_FIO = """\tlinux-vdso.so.1 (0x00007ffd3b1f2000)
-\tlibnuma.so.1 => /lib/x86_64-linux-gnu/libnuma.so.1 (0x00007fd803e9e000)
-\tlibrbd.so.1 => /lib/x86_64-linux-gnu/librbd.so.1 (0x00007fd803000000)
-\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007fd802dc9000)
-\t/lib64/ld-linux-x86-64.so.2 (0x00007fd803ec4000)
-\tlibceph-common.so.2 => /usr/lib/x86_64-linux-gnu/ceph/libceph-common.so.2 (0x00007fd7f9a00000)
-"""
+from vmharness import l2_tools
 
 
-def test_parse_ldd():
-    interp, libs = l2_tools.parse_ldd(LDD_FIO)
-    assert interp == "/lib64/ld-linux-x86-64.so.2"
-    assert libs == ["/lib/x86_64-linux-gnu/libnuma.so.1", "/lib/x86_64-linux-gnu/librbd.so.1",
-                    "/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/ceph/libceph-common.so.2"]
-
-
-def test_parse_ldd_refuses_missing_libraries_and_static_binaries():
-    with pytest.raises(HarnessError, match="librbd.so.1"):
-        l2_tools.parse_ldd(LDD_FIO.replace("=> /lib/x86_64-linux-gnu/librbd.so.1 (0x00007fd803000000)",
-                                           "=> not found"))
-    with pytest.raises(HarnessError, match="no dynamic loader"):
-        l2_tools.parse_ldd("\tnot a dynamic executable\n")
-
-
-def test_stage_script_packs_a_self_contained_tar(tmp_path):
-    binary = shutil.which("true")
-    interp, libs = l2_tools.parse_ldd(subprocess.run(["ldd", binary], capture_output=True, text=True,
-                                                     check=True).stdout)
+def test_packer_packs_a_self_contained_tar(tmp_path):
+    """guest_tools.sh (the role's packer, which build_tools_disk runs in L1), run for real."""
     image = tmp_path / "tools.tar"
-    res = subprocess.run(["sh", "-s"], input=l2_tools.stage_script(str(image), [binary], libs + [interp]),
-                         capture_output=True, text=True, check=True)
-    assert int(res.stdout.split()[-1]) == image.stat().st_size
+    subprocess.run(["sh", str(l2_tools.PACKER), str(image), "gzip"], capture_output=True, text=True, check=True)
     with tarfile.open(image) as tar:
         members = {m.name.lstrip("./"): m for m in tar.getmembers()}
-    wanted = ["bin/true", "lib/libc.so.6", "lib/ld-linux-x86-64.so.2"]
+        interp = tar.extractfile("interp").read().decode().strip()
+    wanted = ["bin/gzip", "lib/libc.so.6", "lib/ld-linux-x86-64.so.2"]
     assert all(members[w].isfile() and members[w].size > 0 for w in wanted), sorted(members)
     assert not any(m.issym() for m in members.values()), "libraries must be dereferenced"
+    assert interp.endswith("/ld-linux-x86-64.so.2")
     assert image.stat().st_size % 512 == 0, "a raw disk image is whole sectors"
+
+
+def test_packer_refuses_a_missing_tool(tmp_path):
+    res = subprocess.run(["sh", str(l2_tools.PACKER), str(tmp_path / "t.tar"), "no-such-tool-here"],
+                         capture_output=True, text=True, check=False)
+    assert res.returncode != 0 and "no-such-tool-here is not installed" in res.stderr
+    assert not (tmp_path / "t.tar").exists()
 
 
 def test_tools_disk_qemu_args_and_guest_setup():

@@ -6,16 +6,18 @@ initramfs they would make every TCG L2 boot much slower (the kernel gunzips the 
 L1 writes a plain tar of the binaries and the libraries ``ldd`` lists to a raw image, attached to
 L2 as a read-only virtio-blk disk at a fixed PCI slot; the guest extracts it into its tmpfs with
 busybox tar and runs the tools through their own dynamic loader. No filesystem module needed.
-The image is built once per L1 (it lives in L1's throwaway overlay).
+The image is built once per L1 (it lives in L1's throwaway overlay) by the guest_check role's
+guest_tools.sh, which packs the role's throwaway guests' tools the same way.
 """
 
 import posixpath
-import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import HarnessError
 from .l2 import L2_DIR
 
+PACKER = Path(__file__).resolve().parents[2] / "roles" / "guest_check" / "files" / "guest_tools.sh"
 TOOLS_SLOT = 0x07  # PCI slot of the tools disk in L2 (q35 root bus)
 GUEST_DIR = "/tools"
 
@@ -28,34 +30,6 @@ disk_at() {
   done
 }
 """
-
-_LDD_ARROW = re.compile(r"^\s*(\S+)\s+=>\s+(\S+)\s+\(0x[0-9a-f]+\)\s*$")
-_LDD_PLAIN = re.compile(r"^\s*(/\S+)\s+\(0x[0-9a-f]+\)\s*$")
-
-
-def parse_ldd(text: str) -> tuple:
-    """``ldd`` output -> (interpreter, [library paths]); vdso skipped, a missing library is an error."""
-    interp, libs, missing = "", [], []
-    for line in text.splitlines():
-        if "not found" in line:
-            missing.append(line.split()[0])
-            continue
-        m = _LDD_ARROW.match(line)
-        if m:
-            if m.group(2).startswith("/"):
-                libs.append(m.group(2))
-            continue
-        m = _LDD_PLAIN.match(line)
-        if m:
-            if posixpath.basename(m.group(1)).startswith("ld-linux"):
-                interp = m.group(1)
-            else:
-                libs.append(m.group(1))
-    if missing:
-        raise HarnessError(f"ldd: libraries not found: {', '.join(missing)}")
-    if not interp:
-        raise HarnessError(f"ldd names no dynamic loader:\n{text}")
-    return interp, libs
 
 
 def pci_addr(slot: int) -> str:
@@ -87,31 +61,17 @@ export LD_LIBRARY_PATH={GUEST_DIR}/lib PATH={GUEST_DIR}/bin:$PATH
 """
 
 
-def stage_script(image: str, binaries: list, libs: list) -> str:
-    """Shell run in L1: copy binaries and libraries (dereferenced) into bin/ and lib/, tar to ``image``."""
-    lines = ["set -eu", 'd=$(mktemp -d)', 'trap \'rm -rf "$d"\' EXIT', 'mkdir -p "$d/bin" "$d/lib"']
-    lines += [f'cp -L {b} "$d/bin/"' for b in binaries]
-    lines += [f'cp -L {lib} "$d/lib/"' for lib in sorted(set(libs))]
-    lines += [f'tar -cf {image}.tmp -C "$d" bin lib', f"mv {image}.tmp {image}", f"stat -c %s {image}"]
-    return "\n".join(lines) + "\n"
-
-
 def build_tools_disk(l1, tools=("fio",)) -> ToolsDisk:
-    """Build (once per L1) the tools image in L1; return its description."""
+    """Build (once per L1) the tools image in L1 with the guest_check role's guest_tools.sh (the one
+    way tools are packed for a throwaway guest); return its description."""
     image = f"{L2_DIR}/tools-{'-'.join(tools)}.tar"
-    binaries, libs, interp = [], [], ""
-    for tool in tools:
-        path = l1.run(f"command -v {tool}").stdout.strip()
-        binaries.append(path)
-        t_interp, t_libs = parse_ldd(l1.run(f"ldd {path}").stdout)
-        if interp and t_interp != interp:
-            raise HarnessError(f"{tool} wants loader {t_interp}, another tool {interp}")
-        interp = t_interp
-        libs += t_libs + [t_interp]
     have = l1.run(f"stat -c %s {image} 2>/dev/null", check=False)
-    if have.returncode == 0 and have.stdout.strip():
-        size = int(have.stdout.strip())
-    else:
+    if have.returncode != 0 or not have.stdout.strip():
         l1.run(f"mkdir -p {L2_DIR}")
-        size = int(l1.run("sh -s", input_text=stage_script(image, binaries, libs), timeout=300).stdout.split()[-1])
+        l1.put([PACKER], f"{L2_DIR}/")
+        l1.run(f"sh {L2_DIR}/{PACKER.name} {image} {' '.join(tools)}", timeout=300)
+    size = int(l1.run(f"stat -c %s {image}").stdout.strip())
+    interp = l1.run(f"tar -xOf {image} interp").stdout.strip()
+    if not interp.startswith("/"):
+        raise HarnessError(f"{image} names no dynamic loader: {interp!r}")
     return ToolsDisk(path=image, interp=interp, tools=tuple(tools), size=size)

@@ -12,6 +12,10 @@ trap 'rm -rf "$d"' EXIT
 mkdir -p "$d/bin" "$d/lib"
 for tool in "$@"; do
   path=$(command -v "$tool") || { echo "guest_tools.sh: $tool is not installed" >&2; exit 1; }
+  case "$path" in
+    /*) ;;
+    *) echo "guest_tools.sh: $tool is not a program (a shell builtin?)" >&2; exit 1 ;;
+  esac
   cp -L "$path" "$d/bin/"
   deps=$(ldd "$path")
   if echo "$deps" | grep -q "not found"; then
