@@ -488,8 +488,28 @@ def set_disk(root, spec, replaced=None):
     return 'added'
 
 
-def remove_disk(root, disk_id):
-    """Remove our disk; put back the native disk it replaced.  Returns (removed, restored target)."""
+def native_element(path, current, readonly=False, serial=None, block=False):
+    """A native virtio-blk <disk> on ``path`` to take the place of vhost-user disk ``current``:
+    its target, boot order and PCI address, raw, cache none, native AIO (QEMU's fast path)."""
+    disk = ET.Element('disk', {'type': 'block' if block else 'file', 'device': 'disk'})
+    ET.SubElement(disk, 'driver', {'name': 'qemu', 'type': 'raw', 'cache': 'none', 'io': 'native'})
+    ET.SubElement(disk, 'source', {'dev' if block else 'file': path})
+    ET.SubElement(disk, 'target', {'dev': current.find('target').get('dev'), 'bus': 'virtio'})
+    for tag in ('boot',):
+        if current.find(tag) is not None:
+            disk.append(copy.deepcopy(current.find(tag)))
+    if readonly:
+        ET.SubElement(disk, 'readonly')
+    if serial:
+        ET.SubElement(disk, 'serial').text = serial
+    if current.find('address') is not None:
+        disk.append(copy.deepcopy(current.find('address')))
+    return disk
+
+
+def remove_disk(root, disk_id, replacement=None):
+    """Remove our disk; put back the native disk it replaced, or else ``replacement`` (a native
+    <disk> element) when given.  Returns (removed, restored target)."""
     devices = _devices(root)
     current = find_element(root, disk_id)
     record = find_record(root, disk_id)
@@ -497,6 +517,8 @@ def remove_disk(root, disk_id):
     if current is not None:
         position = list(devices).index(current)
         devices.remove(current)
+    if record is not None and record['original'] is None and replacement is not None:
+        record = dict(record, original=replacement)
     if record is not None and record['original'] is not None:
         original = copy.deepcopy(record['original'])
         target = original.find('target').get('dev')

@@ -113,6 +113,15 @@ options:
         not stopped on removal.
     type: bool
     default: false
+  replace_with_native:
+    description:
+      - V(vhost-user) and O(state=absent) only. Give the domain its disk back as QEMU's own
+        virtio-blk on the same backing (C(<disk type='file'>) or C(type='block'), raw, cache
+        C(none), native AIO), keeping its target, PCI address, boot order, read-only flag and serial;
+        this is how C(playbooks/remove.yml) takes vhost-blk off a host without taking disks from VMs.
+      - A disk that took over a native one (O(convert_from)) always gets that one back instead.
+    type: bool
+    default: false
   convert_from:
     description:
       - V(vhost-user) only. Target (for example C(vdb)) of a native C(<disk type='file'>) or
@@ -465,6 +474,7 @@ ownership:
 import grp
 import os
 import pwd
+import stat
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
@@ -605,6 +615,8 @@ def run_qemu_device(module, conn=None):
     if params['live']:
         raise VhostBlkError('live=true needs transport vhost-user: libvirt cannot hot-plug the '
                             'pass-through devices of transport qemu-device')
+    if params['replace_with_native']:
+        raise VhostBlkError('replace_with_native applies to transport vhost-user only')
     result = {'changed': False, 'restart_required': False}
     spec = None
     if state == 'present':
@@ -867,13 +879,15 @@ def run_vhost_user(module, conn=None):
                     module.warn(f'The running domain {name} has no shared memory (memoryBacking access '
                                 'shared): vhost-user disks cannot be hot-plugged into it; restart it')
     else:
-        removed, restored = vu.remove_disk(root, disk_id)
+        native = _native_replacement(params, service, instance, current, record)
+        removed, restored = vu.remove_disk(root, disk_id, native)
         action = 'removed' if removed else 'unchanged'
         vu.release_shared_memory(root)
         conf_after = None
         if active and vu.find_element(live_root, disk_id) is not None:
             if params['live']:
-                plan = vu.live_plan(live_root, {'id': disk_id}, record['original'] if record else None, False)
+                give_back = record['original'] if record and record['original'] is not None else native
+                plan = vu.live_plan(live_root, {'id': disk_id}, give_back, False)
             else:
                 result['restart_required'] = True
                 keep_running = True
@@ -932,6 +946,24 @@ def run_vhost_user(module, conn=None):
     return result
 
 
+def _native_replacement(params, service, instance, current, record):
+    """With replace_with_native: the native virtio-blk disk that takes the place of a vhost-user
+    disk that did not replace one (a converted disk gets its own original back)."""
+    if not params['replace_with_native'] or current is None or record is None or record['original'] is not None:
+        return None
+    serial = None
+    if params['manage_service']:
+        words = svc.conf_values(service.state(instance)['conf']).get('OPTIONS', '').split()
+        if '--serial' in words[:-1]:
+            serial = words[words.index('--serial') + 1]
+    try:
+        block = stat.S_ISBLK(os.stat(record['path']).st_mode)
+    except OSError as exc:
+        raise VhostBlkError(f"Cannot give disk {params['id']} back as a native disk: its backing "
+                            f"{record['path']} is not there ({exc.strerror})") from exc
+    return vu.native_element(record['path'], current, readonly=record['readonly'], serial=serial, block=block)
+
+
 def public_vhost_user(spec):
     if spec is None:
         return None
@@ -977,6 +1009,7 @@ def main():
             transport=dict(type='str', choices=['vhost-user', 'qemu-device']),
             target=dict(type='str'),
             live=dict(type='bool', default=False),
+            replace_with_native=dict(type='bool', default=False),
             convert_from=dict(type='str'),
             instance=dict(type='str'),
             cache=dict(type='str', choices=list(svc.CACHE_MODES)),

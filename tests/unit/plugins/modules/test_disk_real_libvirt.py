@@ -345,6 +345,25 @@ def test_vhost_user_convert_and_restore(host):
     assert vu_disk(world, id='data', state='absent')['changed'] is False
 
 
+def test_vhost_user_replace_with_native(host):
+    """Removal as playbooks/remove.yml does it: libvirt takes the native virtio-blk disk that
+    takes the vhost-user disk's place (same backing, target, PCI slot, boot order, serial)."""
+    world = host
+    define(world, 'vm1-q35.xml')
+    image = os.path.join(world['images'], 'vblk0.img')
+    vu_disk(world, bootindex=5, serial='VM1DATA')
+    ours = element(dump(world), 'vdc')
+    given = vu_disk(world, state='absent', replace_with_native=True)
+    assert given['changed'] is True and 'native disk vdc put back' in given['msg'], given
+    native = element(dump(world), 'vdc')
+    assert native.get('type') == 'file' and native.find('source').get('file') == image
+    assert native.find('driver').attrib == {'name': 'qemu', 'type': 'raw', 'cache': 'none', 'io': 'native'}
+    assert native.find('serial').text == 'VM1DATA' and native.find('boot').get('order') == '5'
+    assert native.find('address').attrib == ours.find('address').attrib
+    assert 'vhostblk:disk' not in dump(world) and read_conf(world) is None
+    assert vu_disk(world, state='absent', replace_with_native=True)['changed'] is False
+
+
 @pytest.mark.parametrize('params, words', [
     ({'target': 'sdb'}, "Invalid target 'sdb'"),
     ({'target': 'vdb'}, 'target vdb is already used by a file disk of domain vm1'),
@@ -358,6 +377,8 @@ def test_vhost_user_convert_and_restore(host):
     ({'instance': '-bad'}, "Invalid instance name '-bad'"),
     ({'live': True, 'transport': 'qemu-device'}, 'live=true needs transport vhost-user'),
     ({'target': 'vdd', 'transport': 'qemu-device'}, 'target applies to transport vhost-user only'),
+    ({'state': 'absent', 'transport': 'qemu-device', 'replace_with_native': True},
+     'replace_with_native applies to transport vhost-user only'),
     ({'path': None}, 'path (or convert_from) is required'),
 ])
 def test_vhost_user_bad_input(host, params, words):

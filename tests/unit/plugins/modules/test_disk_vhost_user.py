@@ -192,3 +192,34 @@ def test_qemu_device_disk_with_the_same_id(monkeypatch, conn, images, host):
     with pytest.raises(ModuleFail) as info:
         run(monkeypatch, disk.main, args(images, name='vm1', path=str(images / 'vblk1.img')))
     assert 'is a qemu-device (vhost-blk-pci) disk' in info.value.result['msg']
+
+
+def test_replace_with_native_gives_the_disk_back_as_virtio_blk(monkeypatch, conn, images, host):
+    """The removal playbook's path: the vhost-user disk becomes QEMU's own virtio-blk on the same
+    backing, at the same target and PCI slot, with its serial and boot order, live and persistent."""
+    run(monkeypatch, disk.main, args(images, live=True, serial='data-1', bootindex=2))
+    slot = vu.find_element(live(conn), 'vblk0').find('address')
+    removed = run(monkeypatch, disk.main, {'name': 'vm4', 'id': 'vblk0', 'state': 'absent', 'live': True,
+                                           'replace_with_native': True})
+    assert removed['live'] == ['detach vhostuser vdc', 'attach file vdc'], removed
+    for root in (live(conn), persistent(conn)):
+        native = vu.find_target(root, 'vdc')
+        assert native.get('type') == 'file' and native.find('source').get('file') == str(images / 'vblk0.img')
+        assert native.find('target').get('bus') == 'virtio' and native.find('serial').text == 'data-1'
+        assert native.find('boot').get('order') == '2' and native.find('driver').get('cache') == 'none'
+        assert vu.find_record(root, 'vblk0') is None
+    if slot is not None:
+        assert vu.find_target(live(conn), 'vdc').find('address').attrib == slot.attrib
+    assert fake_systemctl.mutating(host['state'])[-1] == 'disable --now vhost-blk-user@vm4-vblk0.service'
+    again = run(monkeypatch, disk.main, {'name': 'vm4', 'id': 'vblk0', 'state': 'absent', 'live': True,
+                                         'replace_with_native': True})
+    assert again['changed'] is False, again
+
+
+def test_replace_with_native_needs_the_backing(monkeypatch, conn, images, host):
+    run(monkeypatch, disk.main, args(images))
+    os.unlink(images / 'vblk0.img')
+    with pytest.raises(ModuleFail) as info:
+        run(monkeypatch, disk.main, {'name': 'vm4', 'id': 'vblk0', 'state': 'absent', 'replace_with_native': True})
+    assert 'its backing' in info.value.result['msg'] and 'is not there' in info.value.result['msg']
+    assert vu.find_element(persistent(conn), 'vblk0') is not None
