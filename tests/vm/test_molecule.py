@@ -10,8 +10,9 @@ import pytest
 from vmharness.paths import REPO_ROOT
 
 # default: one hypervisor, converge + idempotence + verify (libvirt guest through vhost-blk);
-# rollout: two hypervisors, canary/serial rollout leaving the busy one alone.
-SCENARIOS = ["default", "rollout"]
+# rollout: two hypervisors, canary/serial rollout, busy host given the module only, failing canary;
+# remove: converge, two domains with vhost-blk disks, playbooks/remove.yml, host as before.
+SCENARIOS = ["default", "rollout", "remove"]
 
 
 @pytest.mark.slow
@@ -37,6 +38,9 @@ def test_molecule_scenario(scenario, evidence):
         f"molecule {scenario} verify skipped tests (a skip proves nothing): {verify}"
     for line in re.findall(r"^(?:guest wrote|guest read|backing file) .*$", out, re.M):
         evidence(f"molecule {scenario} libvirt guest: {line}")
+    # the benchmark's table (side effect; numbers from emulation, never asserted)
+    for line in re.findall(r'^\s*"(\S+-qd\d+-j\d+: .*|\S+: not measured, .*)",?$', out, re.M):
+        evidence(f"molecule {scenario} benchmark: {line}")
     summary = re.search(r'"vhostblk_rollout_summary": (\{.*?\n    \})', out, re.S)
     if summary:
         evidence(f"molecule {scenario} summary: {' '.join(summary.group(1).split())}")
