@@ -13,7 +13,10 @@ cached for the current qemu-patches series: `build_qemu.py --x86-only` then
 
 The result is cached in $VHOSTBLK_CACHE/packages/<key>, where the key hashes every input (module
 and exerciser sources, packaging scripts, kernels, suite, QEMU .debs): an unchanged tree
-costs nothing. Prints a JSON summary with the repository and image paths.
+costs nothing, except that a cached repository whose Release has less than half of its validity
+left (Valid-Until) is re-signed and its image rewritten. Prints a JSON summary with the
+repository, image and .deb directory paths (the build role publishes the .debs from there into
+the fleet's repository with build_repo.py).
 """
 
 import argparse
@@ -25,6 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aptrepo
 import pkgcommon
 import qemu_local_version
 
@@ -84,12 +88,13 @@ def publish_qemu(src, suite):
     return dest
 
 
-def build(kernels, suite, qemu_dir, repo_image):
+def build(kernels, suite, qemu_dir, repo_image, key_dir=None):
     with pkgcommon.locked(CACHE / "packages" / ".lock"):  # a set is not pruned while another run copies it
-        return _build(kernels, suite, qemu_dir, repo_image)
+        return _build(kernels, suite, qemu_dir, repo_image, key_dir)
 
 
-def _build(kernels, suite, qemu_dir, repo_image):
+def _build(kernels, suite, qemu_dir, repo_image, key_dir=None):
+    key_args = ["--key-dir", key_dir] if key_dir else []
     qemu_dir = qemu_dir or cached_qemu_dir(suite)
     qemu_debs = sorted(qemu_dir.glob("*.deb")) if qemu_dir and qemu_dir.is_dir() else []
     qemu_debs = [d for d in qemu_debs if "-dbgsym_" not in d.name]
@@ -98,6 +103,9 @@ def _build(kernels, suite, qemu_dir, repo_image):
     summary_file = out / "summary.json"
     if summary_file.exists():
         summary = json.loads(summary_file.read_text())
+        summary.setdefault("debs_dir", str(out / "debs"))
+        if aptrepo.refresh_due(summary["repo"]):  # Valid-Until: a cached repository ages
+            _run("build_repo.py", "--refresh", "--out", summary["repo"], "--disk-image", summary["image"], *key_args)
     else:
         tmp = out.with_name(out.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -109,10 +117,11 @@ def _build(kernels, suite, qemu_dir, repo_image):
         for deb in qemu_debs:
             shutil.copy2(deb, debs / deb.name)
         _run("build_repo.py", "--debs", debs, "--out", tmp / "repo", "--suite", suite,
-             "--disk-image", tmp / "repo.img")
+             "--disk-image", tmp / "repo.img", *key_args)
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)
         summary = {"key": key, "repo": str(out / "repo"), "image": str(out / "repo.img"), "suite": suite,
+                   "debs_dir": str(out / "debs"),
                    "kernels": sorted(kernels), "qemu": [d.name for d in qemu_debs],
                    "debs": sorted(p.name for p in (out / "debs").glob("*.deb"))}
         summary_file.write_text(json.dumps(summary, indent=2) + "\n")
@@ -143,10 +152,11 @@ def main(argv=None):
     ap.add_argument("--publish-qemu", type=Path, metavar="DIR",
                     help="first store the .debs build_qemu.py wrote to DIR in the cache for the current series")
     ap.add_argument("--repo-image", type=Path, help="copy the repository disk image here")
+    ap.add_argument("--key-dir", type=Path, help="repository signing key directory (default build_repo.py's)")
     args = ap.parse_args(argv)
     if args.publish_qemu:
         publish_qemu(args.publish_qemu, args.suite)
-    print(json.dumps(build(args.kernel, args.suite, args.qemu_debs, args.repo_image), indent=2))
+    print(json.dumps(build(args.kernel, args.suite, args.qemu_debs, args.repo_image, args.key_dir), indent=2))
     return 0
 
 

@@ -18,6 +18,8 @@ KMOD_SRC = REPO / "kmod-src"
 TOOLS_SRC = REPO / "tools" / "vhostblk"
 FILES = Path(__file__).resolve().parent / "files"
 CACHE = Path(os.environ.get("VHOSTBLK_CACHE", "/var/cache/vhostblk-fleet"))
+# What must survive a cache cleaner (the repository signing key): /var/lib, never /var/cache.
+STATE = Path(os.environ.get("VHOSTBLK_STATE", "/var/lib/vhostblk-fleet"))
 
 SOURCE_NAME = "vhost-blk"          # DKMS PACKAGE_NAME and /usr/src/<name>-<version>
 DKMS_PACKAGE = "vhost-blk-dkms"

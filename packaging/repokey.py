@@ -1,7 +1,13 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """The local repository's signing key: generated once, kept in a persistent directory.
 
-Layout of the key directory (default /var/cache/vhostblk-fleet/repo-key):
+The key lives under /var/lib (default /var/lib/vhostblk-fleet/repo-key, $VHOSTBLK_STATE moves
+it), where no cache cleaner removes it: clients trust this key, and a new one would have to be
+redistributed to every host. Earlier versions kept it in /var/cache/vhostblk-fleet/repo-key: when
+the default directory has no key and that one has, the key is moved over (copied, checked to be the
+same fingerprint, then removed from the cache), so clients' trusted key does not change.
+
+Layout of the key directory:
   gnupg/               GNUPGHOME holding the secret key (no passphrase, mode 0700)
   vhostblk-local.gpg   the public key as a binary keyring, for apt's signed-by=
   fingerprint          the key's fingerprint
@@ -14,21 +20,29 @@ again afterwards, so no process is left behind.
 import contextlib
 import fcntl
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pkgcommon as pc
 
-DEFAULT_KEY_DIR = pc.CACHE / "repo-key"
+DEFAULT_KEY_DIR = pc.STATE / "repo-key"
+LEGACY_KEY_DIR = pc.CACHE / "repo-key"  # before the key moved to /var/lib
 KEYRING_NAME = "vhostblk-local.gpg"
 KEY_UID = "vhost-blk fleet local repository <vhostblk-fleet@example.org>"
 
 
 class RepoKey:
-    def __init__(self, key_dir=DEFAULT_KEY_DIR):
+    def __init__(self, key_dir=DEFAULT_KEY_DIR, migrate_from=None):
+        """migrate_from: an older key directory whose key is moved here when this one has none
+        (default: the old /var/cache location, only for the default key directory)."""
         self.dir = Path(key_dir)
         self.home = self.dir / "gnupg"
         self.keyring = self.dir / KEYRING_NAME
+        if migrate_from is None and self.dir == DEFAULT_KEY_DIR:
+            migrate_from = LEGACY_KEY_DIR
+        self.migrate_from = Path(migrate_from) if migrate_from else None
+        self.migrated = False
 
     def _gpg(self, *args, **kwargs):
         env = dict(os.environ, GNUPGHOME=str(self.home), LC_ALL="C")
@@ -55,6 +69,7 @@ class RepoKey:
     def ensure(self):
         """Create the key if the directory has none; (re)export the public keyring; return the fingerprint."""
         with self._locked():
+            self._migrate()
             self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(self.home, 0o700)
             fpr = self.fingerprint()
@@ -73,6 +88,32 @@ class RepoKey:
             tmp.replace(self.keyring)
             (self.dir / "fingerprint").write_text(fpr + "\n")
             return fpr
+
+    def _migrate(self):
+        """Move the key of migrate_from here when this directory has none (under the lock)."""
+        old = self.migrate_from
+        if old is None or (self.home / "pubring.kbx").exists() or not (old / "gnupg" / "pubring.kbx").exists():
+            return
+        old_key = RepoKey(old, migrate_from=False)
+        want = old_key.fingerprint()
+        if want is None:
+            return
+        tmp = self.dir / "gnupg.migrating"
+        shutil.rmtree(tmp, ignore_errors=True)
+        # sockets and lock files of a running agent are not part of the key
+        shutil.copytree(old / "gnupg", tmp, ignore=shutil.ignore_patterns("S.*", "*.lock", ".#*"))
+        os.chmod(tmp, 0o700)
+        if self.home.exists():
+            shutil.rmtree(self.home)
+        tmp.rename(self.home)
+        got = self.fingerprint()
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=dict(os.environ, GNUPGHOME=str(old / "gnupg")),
+                       capture_output=True, check=False)
+        if got != want:
+            raise SystemExit(f"moving the signing key from {old} to {self.dir} gave {got}, not {want}: "
+                             f"{old} left as it was")
+        shutil.rmtree(old)  # no second copy of the secret key in a cache directory
+        self.migrated = True
 
     def sign_release(self, release):
         """Write InRelease (clearsigned) and Release.gpg (detached) next to the Release file."""
