@@ -34,6 +34,7 @@ struct vblk_dev *vblk_dev_alloc(void)
 				 VBLK_MAX_QUEUE_SIZE);
 	dev->pool_max = clamp_val(READ_ONCE(vblk_max_inflight), 1,
 				  VBLK_MAX_QUEUE_SIZE);
+	vblk_slow_init(dev);
 
 	for (i = 0; i < nvqs; i++) {
 		struct vblk_vq *vq = &dev->vqs[i];
@@ -127,6 +128,8 @@ static void vblk_dev_reset(struct vblk_dev *dev)
 		vblk_worker_stop(&dev->vqs[i]);
 		vblk_vq_cleanup(&dev->vqs[i]);
 	}
+	/* drained: nothing queued or running on them; they use dev->mm */
+	vblk_slow_stop(dev);
 	vblk_stats_dev_remove(dev);
 
 	if (dev->be)
@@ -176,6 +179,14 @@ static long vblk_set_owner(struct vblk_dev *dev)
 	}
 	dev->counted = true;
 	dev->mm = mm;
+	ret = vblk_slow_start(dev);
+	if (ret) {
+		dev->mm = NULL;
+		mmput(mm);
+		vblk_quota_put_device();
+		dev->counted = false;
+		return ret;
+	}
 	vblk_stats_dev_add(dev);
 	return 0;
 }

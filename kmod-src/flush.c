@@ -13,8 +13,11 @@
  *  - if a successful flush already covered that generation, nothing was
  *    completed since it started: the answer is OK at once, no fsync;
  *  - else vfs_fsync(file, 1) (fdatasync: data and the metadata needed to
- *    read it back, not timestamps) runs on the workqueue, and on success
- *    the backend's flushed generation is raised to the sampled one.
+ *    read it back, not timestamps) runs on one of the device's slow-op
+ *    threads (work.c: in the VM's cgroups, at most slow_ops_per_device of a
+ *    device's FLUSH/DISCARD/WRITE_ZEROES at a time, none waiting behind
+ *    another device's), and on success the backend's flushed generation is
+ *    raised to the sampled one.
  *
  * A write completing while a flush runs bumps the generation past what that
  * flush sampled, so the next FLUSH syncs again. A failed fsync covers
@@ -48,7 +51,7 @@ bool vblk_flush_needed(struct vblk_req *req)
 	return atomic64_read(&be->flushed) < req->wgen;
 }
 
-/* Workqueue, with the backend opener's credentials. */
+/* A slow-op thread (work.c), with the backend opener's credentials. */
 int vblk_flush_run(struct vblk_req *req)
 {
 	struct vblk_backend *be = req->be;

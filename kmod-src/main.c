@@ -11,7 +11,6 @@
 #include <linux/miscdevice.h>
 #include <linux/fs.h>
 #include <linux/compat.h>
-#include <linux/workqueue.h>
 #include <linux/seq_file.h>
 
 #include "vblk.h"
@@ -55,7 +54,10 @@ module_param_named(max_workers, vblk_max_workers, uint, 0644);
 MODULE_PARM_DESC(max_workers,
 		 "Queue worker threads, system-wide (default 4096); VHOST_SET_VRING_KICK needing one more fails with ENOSPC");
 
-struct workqueue_struct *vblk_wq;
+unsigned int vblk_slow_ops_per_device = 4;
+module_param_named(slow_ops_per_device, vblk_slow_ops_per_device, uint, 0644);
+MODULE_PARM_DESC(slow_ops_per_device,
+		 "FLUSH/DISCARD/WRITE_ZEROES run at a time per device, each on its own thread in the owner's cgroups, 1-16 (default 4; the rest wait in order); read at VHOST_SET_OWNER");
 
 static int vblk_open(struct inode *inode, struct file *f)
 {
@@ -123,30 +125,22 @@ static int __init vblk_init(void)
 		return -EINVAL;
 	}
 
-	vblk_wq = alloc_workqueue("vhost-blk", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
-	if (!vblk_wq)
-		return -ENOMEM;
-
 	vblk_stats_init();
 	ret = misc_register(&vblk_misc);
-	if (ret)
-		goto err_stats;
+	if (ret) {
+		vblk_stats_exit();
+		return ret;
+	}
 
 	pr_info("version %s, abi %d\n", VHOST_BLK_VERSION,
 		VHOST_BLK_ABI_VERSION);
 	return 0;
-
-err_stats:
-	vblk_stats_exit();
-	destroy_workqueue(vblk_wq);
-	return ret;
 }
 
 static void __exit vblk_exit(void)
 {
 	misc_deregister(&vblk_misc);
 	vblk_stats_exit();
-	destroy_workqueue(vblk_wq);
 }
 
 module_init(vblk_init);

@@ -37,7 +37,7 @@ int vblk_pool_alloc(struct vblk_vq *vq, unsigned int num)
 
 		req->vq = vq;
 		req->iov_cap = cap;
-		INIT_WORK(&req->work, vblk_work_fn);
+		INIT_LIST_HEAD(&req->slow);
 		list_add_tail(&req->free, &vq->free_reqs);
 	}
 	return 0;
@@ -253,7 +253,7 @@ void vblk_req_handle(struct vblk_vq *vq, struct vblk_req *req)
 			goto finish;
 		}
 		vq->inflight++;
-		queue_work(vblk_wq, &req->work);
+		vblk_slow_queue(vq->dev, req);
 		return;
 	case VIRTIO_BLK_T_GET_ID:
 		/* the device's serial (VHOST_BLK_SET_SERIAL), zero-padded */
@@ -270,7 +270,7 @@ void vblk_req_handle(struct vblk_vq *vq, struct vblk_req *req)
 		if (status != VIRTIO_BLK_S_OK)
 			goto finish;
 		vq->inflight++;
-		queue_work(vblk_wq, &req->work);
+		vblk_slow_queue(vq->dev, req);
 		return;
 	default:
 		status = VIRTIO_BLK_S_UNSUPP;

@@ -5,7 +5,12 @@
  *   /sys/kernel/debug/vhost-blk/<owner pid>-<device id>/queue<N>
  *
  * one "name value" line per counter of struct vblk_stats, plus the
- * requests in flight. The directory exists while the device has an owner
+ * requests in flight, and per device
+ *
+ *   /sys/kernel/debug/vhost-blk/<owner pid>-<device id>/slow_ops
+ *
+ * the device's slow-op threads (work.c): how many there are, requests
+ * waiting for one, running, the most that ever ran at once, and done. The directory exists while the device has an owner
  * (VHOST_SET_OWNER to VHOST_RESET_OWNER or close); the counters start at
  * zero with each owner. The device id is unique while the module is loaded
  * and shown in /proc/<pid>/fdinfo/<fd> of the /dev/vhost-blk fd, so an
@@ -85,6 +90,19 @@ static int vblk_stats_show(struct seq_file *m, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(vblk_stats);
 
+static int vblk_slow_stats_show(struct seq_file *m, void *unused)
+{
+	const struct vblk_slow *sl = &((struct vblk_dev *)m->private)->slow;
+
+	seq_printf(m, "threads %u\n", READ_ONCE(sl->nthreads));
+	seq_printf(m, "queued %u\n", READ_ONCE(sl->queued));
+	seq_printf(m, "running %u\n", READ_ONCE(sl->running));
+	seq_printf(m, "running_max %u\n", READ_ONCE(sl->running_max));
+	seq_printf(m, "done %llu\n", READ_ONCE(sl->done));
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(vblk_slow_stats);
+
 /*
  * VHOST_SET_OWNER (dev->mutex held, no worker runs): counters from zero,
  * files named after the new owner. Failures only mean no statistics.
@@ -103,6 +121,8 @@ void vblk_stats_dev_add(struct vblk_dev *dev)
 		debugfs_create_file(name, 0400, dev->debugfs, &dev->vqs[i],
 				    &vblk_stats_fops);
 	}
+	debugfs_create_file("slow_ops", 0400, dev->debugfs, dev,
+			    &vblk_slow_stats_fops);
 }
 
 /* Reset or release, before the queues go: waits for readers of the files. */

@@ -13,13 +13,14 @@
  *               (including hard IRQ), emptied by the worker.
  *
  * Memory per open device (x86_64, default parameters, measured):
- *   struct vblk_dev (136 B) + max_queues * struct vblk_vq (472 B): 3.8 KiB
+ *   struct vblk_dev (336 B) + max_queues * struct vblk_vq (472 B): 4.0 KiB
  *   per queue whose size is set (VHOST_SET_VRING_NUM):
  *     min(num, max_inflight) requests of
- *     sizeof(struct vblk_req) (480 B) + (seg_max + VBLK_IOV_SLACK) * 16 B,
+ *     sizeof(struct vblk_req) (464 B) + (seg_max + VBLK_IOV_SLACK) * 16 B,
  *     cache-line aligned: 2624 B -> 128 requests = 328 KiB per active queue
  *   backend 56 B; memory table: 24 B per region.
- *   One kernel thread per queue that got a kick eventfd.
+ *   One kernel thread per queue that got a kick eventfd, and
+ *   slow_ops_per_device slow-op threads per device with an owner.
  */
 #ifndef VHOST_BLK_VBLK_H
 #define VHOST_BLK_VBLK_H
@@ -33,7 +34,7 @@
 #include <linux/poll.h>
 #include <linux/fs.h>
 #include <linux/uio.h>
-#include <linux/workqueue.h>
+#include <linux/spinlock.h>
 #include <linux/eventfd.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_ring.h>
@@ -49,6 +50,7 @@
 #define VBLK_MAX_DWZ_SEGS	16	/* discard / write-zeroes segments */
 #define VBLK_WEIGHT		256	/* requests per worker pass */
 #define VBLK_MAX_BUSYLOOP_US	10000	/* longest busy-poll window */
+#define VBLK_MAX_SLOW_OPS	16	/* slow-op threads per device */
 #define VBLK_SECTOR_SHIFT	9
 #define VBLK_MAX_IO_BYTES	(1U << 30)
 
@@ -74,7 +76,7 @@ extern unsigned int vblk_max_mem_regions;
 extern unsigned int vblk_busyloop_us;
 extern unsigned int vblk_max_devices;
 extern unsigned int vblk_max_workers;
-extern struct workqueue_struct *vblk_wq;
+extern unsigned int vblk_slow_ops_per_device;
 
 /* Little-endian split ring layout (VIRTIO_F_VERSION_1 only). */
 struct vblk_desc {
@@ -163,7 +165,7 @@ struct vblk_req {
 	struct vblk_vq *vq;
 	struct llist_node node;		/* on vq->done */
 	struct list_head free;		/* on vq->free_reqs */
-	struct work_struct work;	/* flush / discard / write zeroes */
+	struct list_head slow;		/* flush / discard / write zeroes: on dev->slow.queue */
 	struct vblk_backend *be;	/* backend of this request */
 	struct file *file;		/* be->file */
 	long ret;
@@ -280,6 +282,26 @@ struct vblk_vq {
 	struct vblk_stats stats;
 };
 
+/*
+ * A device's slow-op threads (work.c): FLUSH, DISCARD and WRITE_ZEROES may
+ * block for long, so the queue workers hand them to these kthreads, started
+ * at VHOST_SET_OWNER in the owner's cgroups with its mm, at most
+ * @nthreads (slow_ops_per_device) running at a time, the rest waiting on
+ * @queue in the order they came. @lock protects @queue and the counters,
+ * which debugfs reads unlocked (READ_ONCE).
+ */
+struct vblk_slow {
+	spinlock_t lock;
+	struct list_head queue;		/* not started yet, oldest first */
+	wait_queue_head_t wait;		/* idle threads, woken one at a time */
+	unsigned int nthreads;
+	unsigned int queued;		/* on @queue */
+	unsigned int running;		/* taken by a thread, not handed back */
+	unsigned int running_max;	/* highest @running since SET_OWNER */
+	u64 done;			/* handed back since SET_OWNER */
+	struct task_struct *threads[VBLK_MAX_SLOW_OPS];
+};
+
 struct vblk_dev {
 	struct mutex mutex;
 	struct mm_struct *mm;
@@ -296,6 +318,7 @@ struct vblk_dev {
 	unsigned int nvqs;
 	unsigned int seg_max;
 	unsigned int pool_max;
+	struct vblk_slow slow;
 	struct vblk_vq vqs[];
 };
 
@@ -383,7 +406,10 @@ bool vblk_flush_needed(struct vblk_req *req);
 int vblk_flush_run(struct vblk_req *req);
 
 /* work.c */
-void vblk_work_fn(struct work_struct *work);
+void vblk_slow_init(struct vblk_dev *dev);
+int vblk_slow_start(struct vblk_dev *dev);
+void vblk_slow_stop(struct vblk_dev *dev);
+void vblk_slow_queue(struct vblk_dev *dev, struct vblk_req *req);
 
 /* stats.c */
 void vblk_stats_count(struct vblk_vq *vq, struct vblk_req *req, u8 status);
@@ -400,6 +426,8 @@ int vblk_quota_get_worker(void);
 void vblk_quota_put_worker(void);
 
 /* worker.c */
+int vblk_thread_start(struct vblk_dev *dev, struct task_struct **slot,
+		      int (*fn)(void *arg), void *arg, const char *name);
 int vblk_worker_start(struct vblk_vq *vq);
 void vblk_worker_stop(struct vblk_vq *vq);
 void vblk_worker_kick(struct vblk_vq *vq);

@@ -1,9 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
- * vhost-blk: flush (coalescing in flush.c), discard and write zeroes. They
- * may sleep for long, so they run on the vhost-blk workqueue (not in the
- * queue's worker), with the backend opener's credentials, and come back
- * through vq->done like asynchronous reads and writes.
+ * vhost-blk: flush (coalescing in flush.c), discard and write zeroes, and
+ * the device's slow-op threads that run them.
+ *
+ * They may sleep for long (an fsync of a busy filesystem, a discard of a
+ * large range), so the queue workers do not run them: each device has its
+ * own slow-op threads "vhost-blk-<owner pid>.s<N>", slow_ops_per_device of
+ * them (module parameter, 1-16, default 4), started at VHOST_SET_OWNER the
+ * way the queue workers are (worker.c: in the owner's cgroups, so the VM's
+ * io.max and cpu limits apply, with the owner's mm). At most that many of a
+ * device's slow requests run at a time; the others wait on the device's
+ * queue, oldest first, and no other device's requests wait behind them (one
+ * guest's slow fsyncs cannot hold up another VM's FLUSH, as they could on a
+ * shared workqueue). Each runs with the backend opener's credentials and
+ * comes back through vq->done like asynchronous reads and writes.
+ *
+ * Teardown (vblk_dev_reset): the queues are stopped and drained (in-flight
+ * counts include queued and running slow requests), a grace period lets
+ * every completer leave vblk_req_queue_done(), and only then are the
+ * threads stopped; the device is freed after that.
  *
  * DISCARD on a block device: the page cache over the range is dropped, and
  * the discard issued, under the mapping's invalidate lock, as BLKDISCARD
@@ -20,9 +35,13 @@
 #include <linux/blkdev.h>
 #include <linux/cred.h>
 #include <linux/falloc.h>
+#include <linux/kthread.h>
 #include <linux/fs.h>
 #include <linux/mm.h>
 #include <linux/pagemap.h>
+#include <linux/sched/mm.h>
+#include <linux/spinlock.h>
+#include <linux/wait.h>
 
 #include "vblk.h"
 
@@ -123,9 +142,9 @@ static void vblk_dwz_unsupported(struct vblk_req *req)
 			  "write zeroes");
 }
 
-void vblk_work_fn(struct work_struct *work)
+/* A slow-op thread, with the backend opener's credentials. */
+static void vblk_slow_run(struct vblk_req *req)
 {
-	struct vblk_req *req = container_of(work, struct vblk_req, work);
 	const struct cred *old = override_creds(req->file->f_cred);
 
 	if (req->type == VIRTIO_BLK_T_FLUSH) {
@@ -136,5 +155,128 @@ void vblk_work_fn(struct work_struct *work)
 			vblk_dwz_unsupported(req);
 	}
 	revert_creds(old);
-	vblk_req_queue_done(req);
+}
+
+/* The oldest waiting request, now counted as running; NULL if none waits. */
+static struct vblk_req *vblk_slow_take(struct vblk_slow *sl)
+{
+	struct vblk_req *req;
+
+	spin_lock(&sl->lock);
+	req = list_first_entry_or_null(&sl->queue, struct vblk_req, slow);
+	if (req) {
+		list_del_init(&req->slow);
+		WRITE_ONCE(sl->queued, sl->queued - 1);
+		WRITE_ONCE(sl->running, sl->running + 1);
+		if (sl->running > sl->running_max)
+			WRITE_ONCE(sl->running_max, sl->running);
+	}
+	spin_unlock(&sl->lock);
+	return req;
+}
+
+static int vblk_slow_fn(void *data)
+{
+	struct vblk_dev *dev = data;
+	struct vblk_slow *sl = &dev->slow;
+	struct mm_struct *mm = dev->mm;
+	struct vblk_req *req;
+
+	/* memory the operations allocate is charged to the VM (6.1 too) */
+	kthread_use_mm(mm);
+	for (;;) {
+		/* kthreads get no signals: this returns when the condition holds */
+		wait_event_interruptible_exclusive(sl->wait,
+						   READ_ONCE(sl->queued) ||
+						   kthread_should_stop());
+		req = vblk_slow_take(sl);
+		if (!req) {
+			/* the reset drained every queue before stopping us */
+			if (kthread_should_stop())
+				break;
+			continue;	/* another thread took it */
+		}
+		vblk_slow_run(req);
+		spin_lock(&sl->lock);
+		WRITE_ONCE(sl->running, sl->running - 1);
+		WRITE_ONCE(sl->done, sl->done + 1);
+		spin_unlock(&sl->lock);
+		/* last use of @req: its worker may reuse it at once */
+		vblk_req_queue_done(req);
+		cond_resched();
+	}
+	kthread_unuse_mm(mm);
+	return 0;
+}
+
+/* Hand a FLUSH, DISCARD or WRITE_ZEROES to the device's slow-op threads. */
+void vblk_slow_queue(struct vblk_dev *dev, struct vblk_req *req)
+{
+	struct vblk_slow *sl = &dev->slow;
+
+	spin_lock(&sl->lock);
+	list_add_tail(&req->slow, &sl->queue);
+	WRITE_ONCE(sl->queued, sl->queued + 1);
+	spin_unlock(&sl->lock);
+	wake_up(&sl->wait);	/* one idle thread, if any; else the next free one */
+}
+
+void vblk_slow_init(struct vblk_dev *dev)
+{
+	struct vblk_slow *sl = &dev->slow;
+
+	spin_lock_init(&sl->lock);
+	INIT_LIST_HEAD(&sl->queue);
+	init_waitqueue_head(&sl->wait);
+}
+
+/*
+ * VHOST_SET_OWNER, from the owner's ioctl (dev->mutex held, dev->mm set, no
+ * queue running): slow_ops_per_device threads in the owner's cgroups.
+ */
+int vblk_slow_start(struct vblk_dev *dev)
+{
+	struct vblk_slow *sl = &dev->slow;
+	unsigned int n = clamp_val(READ_ONCE(vblk_slow_ops_per_device), 1,
+				   VBLK_MAX_SLOW_OPS);
+	char name[32];
+	unsigned int i;
+	int ret;
+
+	sl->queued = 0;
+	sl->running = 0;
+	sl->running_max = 0;
+	sl->done = 0;
+	for (i = 0; i < n; i++) {
+		snprintf(name, sizeof(name), "vhost-blk-%d.s%u", current->tgid, i);
+		ret = vblk_thread_start(dev, &sl->threads[i], vblk_slow_fn, dev,
+					name);
+		if (ret) {
+			vblk_slow_stop(dev);
+			return ret;
+		}
+		WRITE_ONCE(sl->nthreads, i + 1);
+	}
+	return 0;
+}
+
+/*
+ * Reset or release, after every queue was drained and a grace period: no
+ * slow request is queued or running and no completer is still using one.
+ */
+void vblk_slow_stop(struct vblk_dev *dev)
+{
+	struct vblk_slow *sl = &dev->slow;
+	unsigned int i;
+
+	for (i = 0; i < VBLK_MAX_SLOW_OPS; i++) {
+		struct task_struct *t = sl->threads[i];
+
+		if (!t)
+			continue;
+		sl->threads[i] = NULL;
+		kthread_stop(t);
+	}
+	WRITE_ONCE(sl->nthreads, 0);
+	WARN_ON_ONCE(!list_empty(&sl->queue) || sl->running);
 }

@@ -178,15 +178,19 @@ static void vblk_worker_pass(struct vblk_vq *vq)
 	mutex_unlock(&vq->mutex);
 }
 
-/* Handed to a new worker by vblk_worker_start(), which waits for @attached. */
-struct vblk_worker_boot {
-	struct vblk_vq *vq;
+/*
+ * Handed to a new thread by vblk_thread_start(), which waits for @attached.
+ * Lives on the starter's stack: gone once @attached is completed.
+ */
+struct vblk_thread_boot {
+	int (*fn)(void *arg);
+	void *arg;
 	struct task_struct *owner;
 	struct completion attached;
 	int ret;
 };
 
-static void vblk_worker_wait_stop(void)
+static void vblk_thread_wait_stop(void)
 {
 	for (;;) {
 		set_current_state(TASK_INTERRUPTIBLE);
@@ -197,28 +201,73 @@ static void vblk_worker_wait_stop(void)
 	__set_current_state(TASK_RUNNING);
 }
 
-static int vblk_worker_fn(void *data)
+/*
+ * Every thread of a device (queue workers, slow-op threads) starts here and
+ * joins the owner's cgroups before it does anything: the VM's io.max, cpu
+ * and memory limits apply to all the work done for it.
+ *
+ * The move is done from here, as the new thread: it is then done with the
+ * kthread's own credentials. Done from the owner's thread instead, cpuset's
+ * can_attach asks whether the owner may change this root kthread's
+ * scheduling, which an unprivileged QEMU (libvirt runs it as libvirt-qemu,
+ * without CAP_SYS_NICE) may not: -EPERM.
+ */
+static int vblk_thread_fn(void *data)
 {
-	struct vblk_worker_boot *boot = data;
-	struct vblk_vq *vq = boot->vq;
-	struct mm_struct *mm = vq->dev->mm;
-	bool polled = false;
+	struct vblk_thread_boot *boot = data;
+	int (*fn)(void *arg) = boot->fn;
+	void *arg = boot->arg;
 	int ret;
 
-	/*
-	 * Join the owner's cgroups from here, as the worker: the move is then
-	 * done with the kthread's own credentials. Done from the owner's thread
-	 * instead, cpuset's can_attach asks whether the owner may change this
-	 * root kthread's scheduling, which an unprivileged QEMU (libvirt runs
-	 * it as libvirt-qemu, without CAP_SYS_NICE) may not: -EPERM.
-	 */
 	ret = cgroup_attach_task_all(boot->owner, current);
 	boot->ret = ret;
 	complete(&boot->attached);	/* @boot is gone after this */
 	if (ret) {
-		vblk_worker_wait_stop();
+		vblk_thread_wait_stop();
 		return ret;
 	}
+	return fn(arg);
+}
+
+/*
+ * Start a kthread called @name running @fn(@arg) in the cgroups of the
+ * calling process (the owner, in its ioctl).
+ * *@slot is set before the thread runs, so wake-ups issued meanwhile reach
+ * it. On failure *@slot is NULL again and a negative errno returned.
+ */
+int vblk_thread_start(struct vblk_dev *dev, struct task_struct **slot,
+		      int (*fn)(void *arg), void *arg, const char *name)
+{
+	struct vblk_thread_boot boot = {
+		.fn = fn,
+		.arg = arg,
+		/* the VMM's main thread: its cgroups are the VM's (libvirt: emulator) */
+		.owner = current->group_leader,
+	};
+	struct task_struct *t;
+
+	init_completion(&boot.attached);
+	t = kthread_create(vblk_thread_fn, &boot, "%s", name);
+	if (IS_ERR(t))
+		return PTR_ERR(t);
+	WRITE_ONCE(*slot, t);
+	wake_up_process(t);
+	wait_for_completion(&boot.attached);
+	if (boot.ret) {
+		vblk_warn(dev, "cannot join the cgroups of %s[%d]: %d\n",
+			  boot.owner->comm, boot.owner->pid, boot.ret);
+		WRITE_ONCE(*slot, NULL);
+		kthread_stop(t);
+		return boot.ret;
+	}
+	return 0;
+}
+
+static int vblk_worker_fn(void *data)
+{
+	struct vblk_vq *vq = data;
+	struct mm_struct *mm = vq->dev->mm;
+	bool polled = false;
 
 	kthread_use_mm(mm);
 	for (;;) {
@@ -252,12 +301,7 @@ static int vblk_worker_fn(void *data)
 /* Called from the owner's ioctl, dev->mutex held. */
 int vblk_worker_start(struct vblk_vq *vq)
 {
-	struct vblk_worker_boot boot = {
-		.vq = vq,
-		/* the VMM's main thread: its cgroups are the VM's (libvirt: emulator) */
-		.owner = current->group_leader,
-	};
-	struct task_struct *t;
+	char name[32];
 	int ret;
 
 	ret = vblk_quota_get_worker();
@@ -266,25 +310,11 @@ int vblk_worker_start(struct vblk_vq *vq)
 			  vq->index, READ_ONCE(vblk_max_workers));
 		return ret;
 	}
-	init_completion(&boot.attached);
-	t = kthread_create(vblk_worker_fn, &boot, "vhost-blk-%d.%u",
-			   current->tgid, vq->index);
-	if (IS_ERR(t)) {
+	snprintf(name, sizeof(name), "vhost-blk-%d.%u", current->tgid, vq->index);
+	ret = vblk_thread_start(vq->dev, &vq->worker, vblk_worker_fn, vq, name);
+	if (ret)
 		vblk_quota_put_worker();
-		return PTR_ERR(t);
-	}
-	vq->worker = t;
-	wake_up_process(t);
-	wait_for_completion(&boot.attached);
-	if (boot.ret) {
-		vblk_warn(vq->dev, "cannot join the cgroups of %s[%d]: %d\n",
-			  boot.owner->comm, boot.owner->pid, boot.ret);
-		vq->worker = NULL;
-		kthread_stop(t);
-		vblk_quota_put_worker();
-		return boot.ret;
-	}
-	return 0;
+	return ret;
 }
 
 void vblk_worker_stop(struct vblk_vq *vq)
