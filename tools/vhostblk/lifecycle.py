@@ -8,7 +8,7 @@
 - without VIRTIO_BLK_F_FLUSH a write is stable when it completes (writethrough): on a
   buffered block device it has reached the device, not only the page cache;
 - closing the device while O_DIRECT writes and flushes complete (from interrupt context and the
-  flush workqueue), with the worker sleeping or busy-polling, many times over: release must
+  device's slow-op threads), with the worker sleeping or busy-polling, many times over: release must
   wait for every completer before it frees the device (the kernel log is checked by the caller).
 """
 

@@ -1,0 +1,277 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Self-test checks of the per-device slow-op threads (FLUSH, DISCARD, WRITE_ZEROES).
+
+- VHOST_SET_OWNER starts slow_ops_per_device kernel threads for the device, each in the owner's
+  cgroup (root: the check first moves this process into a cgroup of its own, so "the owner's
+  cgroup" is not the root one every kernel thread is in); close stops them;
+- cap and isolation (root, debugfs, mkfs.ext4): device A's backing file is on an ext4 filesystem
+  that is then frozen, so its DISCARDs block in the kernel (fallocate waits for the thaw). With
+  3 queues x 128 of them sent, A runs exactly slow_ops_per_device of them (debugfs slow_ops:
+  running, running_max) and queues the rest, and a FLUSH of device B, on another backing,
+  completes meanwhile. Nothing here is timed: on a shared pool B's FLUSH waits for the thaw,
+  which only comes after B's FLUSH was answered or timed out. After the thaw every one of A's
+  DISCARDs completes OK and running_max is still the cap.
+"""
+
+import fcntl
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+from . import virtio as V
+from .blkops import dwz_req, simple_req, write_req
+from .devstats import DEBUGFS, debugfs_mounted, stats_dir
+from .driver import RingError, Session, WaitTimeout
+
+BLK_BITS = (1 << 24) - 1
+CGROOT = "/sys/fs/cgroup"
+FIFREEZE = 0xC0045877            # _IOWR('X', 119, int)
+FITHAW = 0xC0045878              # _IOWR('X', 120, int)
+A_QUEUES, A_QSIZE = 3, 128       # 384 blocked DISCARDs: more than a shared workqueue runs at once
+
+
+def kernel_threads(prefix="vhost-blk-"):
+    """{tid: comm} of the kernel threads whose name starts with ``prefix``."""
+    out = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                comm = f.read().strip()
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if comm.startswith(prefix) and ppid == 2:    # children of kthreadd
+            out[int(pid)] = comm
+    return out
+
+
+def cgroup_of(pid="self"):
+    with open(f"/proc/{pid}/cgroup") as f:
+        return f.read().strip()
+
+
+def read_slow(d):
+    with open(f"{d}/slow_ops") as f:
+        return {k: int(v) for k, v in (line.split() for line in f)}
+
+
+class OwnCgroup:
+    """Root on cgroup v2 in the root cgroup: move this process to a child cgroup and back."""
+
+    def __init__(self):
+        self.path = None
+
+    def __enter__(self):
+        if os.geteuid() != 0 or cgroup_of() != "0::/" or not os.path.exists(f"{CGROOT}/cgroup.procs"):
+            return None
+        path = f"{CGROOT}/vhostblk-selftest-{os.getpid()}"
+        try:
+            os.mkdir(path)
+            with open(f"{path}/cgroup.procs", "w") as f:
+                f.write(str(os.getpid()))
+        except OSError:
+            self._remove(path)
+            return None
+        self.path = path
+        return path
+
+    @staticmethod
+    def _remove(path):
+        for _i in range(50):          # tasks stopped a moment ago may still be leaving it
+            try:
+                os.rmdir(path)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.1)
+
+    def __exit__(self, *exc):
+        if self.path:
+            with open(f"{CGROOT}/cgroup.procs", "w") as f:
+                f.write(str(os.getpid()))
+            self._remove(self.path)
+
+
+class FrozenExt4:
+    """A small ext4 on a loop device over a tmpfs file; freeze() blocks its writers."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.img = os.path.join(workdir, "fs.img")
+        self.mnt = os.path.join(workdir, "mnt")
+        self.loop = None
+        self.mounted = False
+        self.frozen_fd = None
+
+    def setup(self):
+        with open(self.img, "wb") as f:
+            f.truncate(64 << 20)
+        subprocess.run(["modprobe", "-q", "loop"], check=False, capture_output=True)
+        self.loop = subprocess.run(["losetup", "-f", "--show", self.img], check=True,
+                                   capture_output=True, text=True).stdout.strip()
+        subprocess.run(["mkfs.ext4", "-q", "-F", self.loop], check=True, capture_output=True)
+        os.mkdir(self.mnt)
+        subprocess.run(["mount", "-t", "ext4", self.loop, self.mnt], check=True, capture_output=True)
+        self.mounted = True
+        return self.mnt
+
+    def freeze(self):
+        self.frozen_fd = os.open(self.mnt, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.ioctl(self.frozen_fd, FIFREEZE, 0)
+
+    def thaw(self):
+        if self.frozen_fd is not None:
+            try:
+                fcntl.ioctl(self.frozen_fd, FITHAW, 0)
+            finally:
+                os.close(self.frozen_fd)
+                self.frozen_fd = None
+
+    def cleanup(self):
+        self.thaw()
+        if self.mounted:
+            subprocess.run(["umount", self.mnt], check=False, capture_output=True)
+        if self.loop:
+            subprocess.run(["losetup", "-d", self.loop], check=False, capture_output=True)
+
+
+class SlowOps:
+    def __init__(self, lc):
+        self.lc, self.rep = lc, lc.rep
+
+    def run(self):
+        rep = self.rep
+        probe = self.lc.open_device()
+        cls = type(probe)
+        probe.close()
+        if not getattr(cls, "IN_KERNEL", False):
+            rep.skip("[slowops] per-device slow-op threads", "the fake device has no kernel threads")
+            return
+        try:
+            self.nthreads = int(cls.module_param("slow_ops_per_device"))
+        except (OSError, ValueError) as e:
+            rep.check("[slowops] module parameter slow_ops_per_device", False, str(e))
+            return
+        with OwnCgroup() as own:
+            self.threads(own)
+        self.cap_and_isolation()
+
+    def threads(self, own):
+        rep = self.rep
+        name = f"[slowops] SET_OWNER starts slow_ops_per_device ({self.nthreads}) threads in the owner's cgroup"
+        before = set(kernel_threads())
+        dev = self.lc.open_device()
+        try:
+            dev.set_owner()
+            new = {t: c for t, c in kernel_threads().items() if t not in before}
+            mine = cgroup_of()
+            cgs = {t: cgroup_of(t) for t in new}
+            rep.check(name, len(new) == self.nthreads and all(cg == mine for cg in cgs.values()),
+                      f"new threads {sorted(new.values())}, cgroups {sorted(set(cgs.values()))} "
+                      f"(owner: {mine!r}{', a cgroup made for the check' if own else ''})")
+        finally:
+            dev.close()
+        left = [t for t in new if os.path.exists(f"/proc/{t}")]
+        rep.check("[slowops] slow-op threads stopped on close", not left, f"still there: {left}")
+
+    def cap_and_isolation(self):
+        rep = self.rep
+        name = "[slowops] cap and isolation with a frozen filesystem"
+        if os.geteuid() != 0:
+            rep.skip(name, f"freezing a filesystem needs root (uid {os.getuid()})")
+            return
+        if not debugfs_mounted() or not os.access(DEBUGFS, os.R_OK | os.X_OK):
+            rep.skip(name, f"debugfs not mounted or not readable on {DEBUGFS}")
+            return
+        missing = [t for t in ("mkfs.ext4", "losetup", "mount", "umount") if not shutil.which(t)]
+        if missing:
+            rep.skip(name, f"needs {' '.join(missing)}")
+            return
+        work = tempfile.mkdtemp(prefix="vhostblk-slowops-", dir="/var/tmp")
+        fs = FrozenExt4(work)
+        afd = None
+        a = b = None
+        try:
+            try:
+                mnt = fs.setup()
+            except subprocess.CalledProcessError as e:
+                rep.skip(name, f"cannot make an ext4 filesystem on a loop device: {e}: "
+                               f"{(e.stderr or '').strip()[:200]}")
+                return
+            except OSError as e:
+                rep.skip(name, f"cannot make an ext4 filesystem on a loop device: {e}")
+                return
+            apath = os.path.join(mnt, "a.img")
+            afd = os.open(apath, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            os.ftruncate(afd, 16 << 20)
+            a = Session(self.lc.open_device, self.lc.mem, A_QUEUES, A_QSIZE,
+                        want=BLK_BITS | V.bit(V.F_INDIRECT_DESC), backend=(afd, 0))
+            a.start()
+            b = Session(self.lc.open_device, self.lc.mem, 1, self.lc.qsize, want=BLK_BITS,
+                        backend=(self.lc.fd, 0))
+            b.start()
+            if not a.features & V.bit(V.BLK_F_DISCARD) or not a.features & V.bit(V.F_INDIRECT_DESC):
+                rep.check(name, False, f"DISCARD and INDIRECT_DESC not both negotiated on ext4: "
+                                       f"{' '.join(V.feature_names(a.features))}")
+                return
+            self._blocked(a, b, fs)
+        except (OSError, RingError, WaitTimeout) as e:
+            rep.check(name, False, str(e))
+        finally:
+            fs.thaw()
+            for s in (a, b):
+                if s is not None:
+                    s.close()
+            if afd is not None:
+                os.close(afd)
+            fs.cleanup()
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _blocked(self, a, b, fs):
+        rep, n = self.rep, self.nthreads
+        da, db = stats_dir(a.dev), stats_dir(b.dev)
+        fs.freeze()
+        reqs = []
+        for q in range(A_QUEUES):
+            for i in range(A_QSIZE):
+                reqs.append(a.submit(q, dwz_req(a, V.T_DISCARD, [((q * A_QSIZE + i) * 8, 8)]), True))
+            a.kick_now(q)
+        total = len(reqs)
+        # convergence, not timing: every DISCARD gets taken by a queue worker and handed over
+        deadline = time.monotonic() + self.lc.timeout
+        st = read_slow(da)
+        while st["running"] + st["queued"] < total and time.monotonic() < deadline:
+            time.sleep(0.05)
+            st = read_slow(da)
+        rep.check(f"[slowops] {total} blocked DISCARDs on one device: {n} running, the rest queued",
+                  st["threads"] == n and st["running"] == n and st["queued"] == total - n
+                  and st["running_max"] == n,
+                  f"debugfs slow_ops of A: {st}")
+        done = [r for q in range(A_QUEUES) for r in a.reap(q)]
+        # device B: a write and a FLUSH on another backing are served while A is stuck
+        w = b.run(0, [write_req(b, 0, bytes(4096))], timeout=self.lc.timeout)[0]
+        f = b.run(0, [simple_req(b, V.T_FLUSH)], timeout=self.lc.timeout)[0]
+        stb = read_slow(db)
+        done += [r for q in range(A_QUEUES) for r in a.reap(q)]
+        rep.check("[slowops] another device's FLUSH is answered while this one's slow ops block",
+                  w.status == V.S_OK and f.status == V.S_OK and not done and stb["done"] >= 1,
+                  f"B: write {w.status}, FLUSH {f.status}, slow_ops {stb}; "
+                  f"A's DISCARDs completed meanwhile: {len(done)} of {total}")
+        fs.thaw()
+        a.wait(reqs, timeout=self.lc.timeout * 3)
+        bad = [r.status for r in reqs if r.status != V.S_OK]
+        st = read_slow(da)
+        rep.check("[slowops] after the thaw every DISCARD completes, never more than the cap at once",
+                  not bad and st["running"] == 0 and st["queued"] == 0 and st["running_max"] == n
+                  and st["done"] == total,
+                  f"bad statuses {bad[:4]} ({len(bad)}), slow_ops of A: {st}")
+
+
+def run(lc):
+    SlowOps(lc).run()
