@@ -41,6 +41,8 @@ PACKAGES = (
     # kernel module compile checks and packaging
     "build-essential", "dkms", "dh-dkms", "debhelper", "dpkg-dev", "fakeroot", "lintian", "quilt", "devscripts",
     "linux-headers-amd64", "sparse",
+    # the signed apt repository and its tests (gpg signs, gpgv and apt check)
+    "gnupg", "gpgv", "apt",
     # the disk module against real libvirt (embedded QEMU driver) and libvirt's own XML schema
     "python3-libvirt", "libvirt-daemon-driver-qemu", "libvirt-clients", "libxml2-utils",
     # QEMU builds
