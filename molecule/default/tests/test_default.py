@@ -3,6 +3,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 import testinfra.utils.ansible_runner
@@ -68,3 +69,15 @@ def test_no_kernel_warnings(host):
     dmesg = host.check_output("dmesg")
     for bad in ("BUG:", "WARNING:", "Oops", "general protection", "stack guard page"):
         assert bad not in dmesg, dmesg[-3000:]
+
+
+def test_repository_source_is_signed_time_limited_and_by_hash(host):
+    """The repo role's source: the repository disk has the atomic-switch layout (dists is a
+    symlink into .dists/), and apt took a Release with Valid-Until and Acquire-By-Hash."""
+    codename = host.system_info.codename
+    assert host.file("/mnt/vhostblk-repo/dists").is_symlink
+    assert host.file("/etc/apt/sources.list.d/vhostblk-fleet.list").contains(f"file:/mnt/vhostblk-repo {codename} main")
+    inrelease = host.file(f"/var/lib/apt/lists/_mnt_vhostblk-repo_dists_{codename}_InRelease").content_string
+    assert "\nValid-Until: " in inrelease and "\nAcquire-By-Hash: yes\n" in inrelease, inrelease[:600]
+    madison = host.check_output("apt-cache madison vhost-blk-dkms")
+    assert re.search(rf"\|\s*{re.escape(VERSION)}\s*\|", madison), madison
