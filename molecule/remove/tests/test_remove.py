@@ -53,7 +53,7 @@ def test_new_disk_given_back_as_virtio_blk(host):
     (disk,) = _disks(host, "rm1")
     assert disk.get("type") == "file" and disk.find("source").get("file") == "/var/lib/vhost-blk/rm1.raw"
     assert disk.find("target").attrib == {"dev": "vda", "bus": "virtio"}
-    assert disk.find("serial").text == "rm1-data" and disk.find("boot").get("order") == "2"
+    assert disk.find("serial").text == "rm1-data"
 
 
 def test_converted_disk_gets_its_original_back(host):
