@@ -879,7 +879,8 @@ def run_vhost_user(module, conn=None):
                     module.warn(f'The running domain {name} has no shared memory (memoryBacking access '
                                 'shared): vhost-user disks cannot be hot-plugged into it; restart it')
     else:
-        native = _native_replacement(params, service, instance, current, record)
+        state_now = service.state(instance) if params['manage_service'] else None
+        native = _native_replacement(params, state_now, current, record)
         removed, restored = vu.remove_disk(root, disk_id, native)
         action = 'removed' if removed else 'unchanged'
         vu.release_shared_memory(root)
@@ -896,7 +897,8 @@ def run_vhost_user(module, conn=None):
     service_actions = []
     conf_before = None
     if params['manage_service']:
-        state_now = service.state(instance)
+        if state == 'present':
+            state_now = service.state(instance)
         conf_before = state_now['conf']
         if state == 'present':
             service.check_owner(instance, name, disk_id, conf_before)
@@ -946,14 +948,15 @@ def run_vhost_user(module, conn=None):
     return result
 
 
-def _native_replacement(params, service, instance, current, record):
+def _native_replacement(params, state_now, current, record):
     """With replace_with_native: the native virtio-blk disk that takes the place of a vhost-user
-    disk that did not replace one (a converted disk gets its own original back)."""
+    disk that did not replace one (a converted disk gets its own original back). ``state_now``:
+    the back-end service's state when the module manages it, else None."""
     if not params['replace_with_native'] or current is None or record is None or record['original'] is not None:
         return None
     serial = None
-    if params['manage_service']:
-        words = svc.conf_values(service.state(instance)['conf']).get('OPTIONS', '').split()
+    if state_now is not None:
+        words = svc.conf_values(state_now['conf']).get('OPTIONS', '').split()
         if '--serial' in words[:-1]:
             serial = words[words.index('--serial') + 1]
     try:
