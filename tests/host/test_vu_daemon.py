@@ -279,3 +279,34 @@ def test_the_socket_appears_only_when_listening(tmp_path):
                 assert f.max_queues >= 1
         finally:
             d.stop()
+
+
+def test_the_device_is_released_before_the_front_end_sees_the_socket_close():
+    """QEMU resumes the next back end at the used index it reads once the socket closes: the
+    kernel device (whose release finishes and publishes the requests in flight) must be gone first."""
+    from vhostblk import vu_daemon
+
+    order = []
+
+    class Recorder:
+        def __init__(self, what):
+            self.what = what
+
+        def close(self):
+            order.append(self.what)
+
+        def fileno(self):
+            return wake_r  # any readable fd the selector accepts
+
+    wake_r, wake_w = os.pipe()
+    try:
+        daemon = vu_daemon.Daemon.__new__(vu_daemon.Daemon)
+        daemon.sel = vu_daemon.selectors.DefaultSelector()
+        daemon.client, daemon.session = Recorder("socket"), Recorder("device")
+        daemon.sel.register(daemon.client, vu_daemon.selectors.EVENT_READ, "client")
+        daemon._drop("test")
+        assert order == ["device", "socket"]
+        assert daemon.client is None and daemon.session is None
+    finally:
+        os.close(wake_r)
+        os.close(wake_w)

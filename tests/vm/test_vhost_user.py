@@ -10,7 +10,10 @@ the daemon only relays set-up messages, the kernel serves the I/O.
 
 Then the daemon is restarted while the guest is idle (the guest writes a marker, flushes and
 sleeps; L1 sees the marker on the backing, stops the daemon with SIGTERM and starts a new one;
-QEMU's chardev reconnects), and the guest goes on: it writes and reads back one more MiB.
+QEMU's chardev reconnects), and the guest goes on: it writes and reads back one more MiB. And once
+more under I/O: while fio writes with crc32c verify, L1 restarts the daemon (SIGTERM); the module
+finishes the requests in flight before QEMU sees the socket close, QEMU resumes the rings on the
+new daemon, and fio verifies every block it was told was written.
 """
 
 import json
@@ -52,9 +55,19 @@ echo 3 > /proc/sys/vm/drop_caches
 echo "AFTER-RESTART vu $(sha256sum /tmp/patb | cut -d' ' -f1) \
 $(dd if=$DISK_vu bs=1M skip={AFTER_MIB} count=1 2>/dev/null | sha256sum | cut -d' ' -f1)"
 """
+# The restart under I/O: the guest writes MARKER2 and starts fio at once; L1 restarts the daemon a
+# second after it sees the marker (and notes whether fio's DONE marker is there yet).
+MARKER2, MARKER2_MIB = "VHOSTBLK-RESTART-UNDER-IO", 62
+DONE, DONE_MIB = "VHOSTBLK-FIO-DONE", 63
+FIO2 = {**FIO, "offset": "20M", "size": "16M"}
+FIO2_BYTES = 16 << 20
+RESTART_IO = (f"printf '{MARKER2}' | dd of=$DISK_vu bs=1M seek={MARKER2_MIB} conv=notrunc,fsync 2>/dev/null\n"
+              + l2_fio.fio_sh("under-restart", FIO2)
+              + f"printf '{DONE}' | dd of=$DISK_vu bs=1M seek={DONE_MIB} conv=notrunc,fsync 2>/dev/null\n")
 PAYLOAD = (DISK_AT_SH + disk_pattern_sh("vu", SLOT, MIB)
            + 'echo "PHASE fio-start $(cut -d" " -f1 /proc/uptime)"\n' + l2_fio.fio_sh("verify", FIO)
-           + 'blockdev --flushbufs $DISK_vu\necho "PHASE fio-done $(cut -d" " -f1 /proc/uptime)"\n' + RESTART)
+           + 'blockdev --flushbufs $DISK_vu\necho "PHASE fio-done $(cut -d" " -f1 /proc/uptime)"\n' + RESTART
+           + RESTART_IO)
 
 # Every 0.2 s: the daemon's utime+stime (ticks) and context switches, and the module's worker
 # threads' utime+stime, summed (the workers end with the session). Ends with the first daemon.
@@ -87,11 +100,17 @@ def daemon_command(log, sock=SOCK, backing=BACKING, extra=""):
 
 WAIT_SOCKET = l1_vhost_user.wait_socket(SOCK)
 
-# Runs in L1 beside the guest: waits for the marker on the backing, restarts the daemon.
+
+def on_backing(mib, text):
+    """Shell test: the backing holds ``text`` at ``mib`` MiB."""
+    return f"dd if={BACKING} bs=1M skip={mib} count=1 iflag=direct 2>/dev/null | head -c {len(text)} | grep -q {text}"
+
+
+# Runs in L1 beside the guest: waits for the marker on the backing, restarts the daemon; then waits
+# for the second marker and restarts it again while the guest's fio runs.
 WATCHER = f"""
 pid=$1
-until dd if={BACKING} bs=1M skip={MARKER_MIB} count=1 iflag=direct 2>/dev/null | head -c {len(MARKER)} \
-      | grep -q {MARKER}; do sleep 0.5; done
+until {on_backing(MARKER_MIB, MARKER)}; do sleep 0.5; done
 echo "marker seen $(date +%s.%N)" > /var/tmp/restart.log
 kill -TERM $pid
 while kill -0 $pid 2>/dev/null; do sleep 0.1; done
@@ -99,6 +118,17 @@ echo "stopped $(date +%s.%N)" >> /var/tmp/restart.log
 {daemon_command("/var/tmp/vu2.log")} > /var/tmp/vu2.pid
 {WAIT_SOCKET}
 echo "listening again $(date +%s.%N)" >> /var/tmp/restart.log
+until {on_backing(MARKER2_MIB, MARKER2)}; do sleep 0.2; done
+sleep 1
+if {on_backing(DONE_MIB, DONE)}; then echo "fio had ended before the restart" >> /var/tmp/restart.log
+else echo "fio running at the restart $(date +%s.%N)" >> /var/tmp/restart.log; fi
+pid2=$(cat /var/tmp/vu2.pid)
+kill -TERM $pid2
+while kill -0 $pid2 2>/dev/null; do sleep 0.1; done
+echo "stopped under I/O $(date +%s.%N)" >> /var/tmp/restart.log
+{daemon_command("/var/tmp/vu3.log")} > /var/tmp/vu3.pid
+{WAIT_SOCKET}
+echo "listening a third time $(date +%s.%N)" >> /var/tmp/restart.log
 """
 
 
@@ -133,12 +163,13 @@ def guest(hv):
             if len(line.split()) == 3]
     log = hv.run("cat /var/tmp/vu.log").stdout
     log2 = hv.run("cat /var/tmp/vu2.log /var/tmp/watcher.out /var/tmp/restart.log", check=False).stdout
+    log3 = hv.run("cat /var/tmp/vu3.log", check=False).stdout
     phases = dict(re.findall(r"PHASE (\S+) ([0-9.]+)", result.console))
     print(f"L2 under {result.accel}; phases (guest uptime, s): {phases}\n"
-          f"daemon log:\n{log}\nafter the restart:\n{log2}")
-    assert result.rc == 0, result.console[-3000:] + "\n" + log + log2
-    yield {"console": result.console, "log": log, "log2": log2, "io": io_phase(rows)}
-    hv.run(f"kill $(cat /var/tmp/vu2.pid) {pid}; sleep 1; test ! -e {SOCK}", check=False)
+          f"daemon log:\n{log}\nafter the restart:\n{log2}\nafter the restart under I/O:\n{log3}")
+    assert result.rc == 0, result.console[-3000:] + "\n" + log + log2 + log3
+    yield {"console": result.console, "log": log, "log2": log2, "log3": log3, "io": io_phase(rows)}
+    hv.run(f"kill $(cat /var/tmp/vu3.pid) $(cat /var/tmp/vu2.pid) {pid}; sleep 1; test ! -e {SOCK}", check=False)
 
 
 def test_guest_data_reaches_the_backing_byte_for_byte(hv, guest, evidence):
@@ -190,8 +221,23 @@ def test_guest_goes_on_after_the_daemon_restarts(guest, evidence):
              f"reconnected and the guest's next 1 MiB write read back identical ({wrote[:16]}...)")
 
 
+def test_no_acknowledged_write_is_lost_when_the_daemon_restarts_under_io(hv, guest, evidence):
+    log2, log3 = guest["log2"], guest["log3"]
+    assert "fio running at the restart" in log2, f"the restart did not happen while fio ran:\n{log2}"
+    assert "stopped after 1 session(s)" in log2 and "front end connected (session 1)" in log3, log2 + log3
+    runs = l2_fio.parse_runs(guest["console"])
+    assert "under-restart" in runs, guest["console"][-3000:]
+    assert not l2_fio.verify_problems(runs["under-restart"], FIO2_BYTES)
+    on_l1 = hv.run(l2_fio.fio_sh("under-restart", {**FIO2, "filename": BACKING, "verify_only": 1}),
+                   timeout=300).stdout
+    assert not l2_fio.verify_problems(l2_fio.parse_runs(on_l1)["under-restart"], FIO2_BYTES)
+    evidence(f"vhost-user restart under I/O: the daemon was stopped (SIGTERM) and started again while fio wrote "
+             f"{FIO2_BYTES >> 20} MiB (randwrite 4k qd16); QEMU reconnected, fio's crc32c verify passed in the "
+             f"guest and again on the backing in L1")
+
+
 def test_daemon_logs_show_clean_sessions(guest):
-    for log in (guest["log"], guest["log2"]):
+    for log in (guest["log"], guest["log2"], guest["log3"]):
         assert "front end connected (session 1)" in log
         assert "dropping" not in log, log
 

@@ -163,11 +163,14 @@ class Daemon:
             LOG.warning("dropping the front end: %s", why)
         else:
             LOG.info("front end disconnected")
+        # The kernel device first: its release finishes the requests in flight and publishes them
+        # in the used rings. Only then may QEMU see the socket close: it then takes the used index
+        # as where the next back end resumes, and that must count every request already taken.
+        self.session.close()
+        self.session = None
         self.sel.unregister(self.client)
         self.client.close()
         self.client = None
-        self.session.close()
-        self.session = None
 
     def _serve_one(self):
         try:
