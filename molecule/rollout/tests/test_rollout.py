@@ -1,6 +1,9 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Verify the rollout: the canary host is done, the busy host got only the module (nothing else
-changed under its VM) and was reported; a failing canary stops the rollout with a summary."""
+"""Verify the rollout: the canary host is done; the busy host, which uses another build of the
+module, got only the module (nothing else changed under its VM: side_effect.yml asserts that while
+the device is held) and was reported as "reload pending"; a failing canary stops the rollout with a
+summary; once the busy host's device is released, the next rollout converges it and loads the
+installed module."""
 
 import json
 import os
@@ -11,11 +14,12 @@ import testinfra
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 SUMMARY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "rollout-summary.json"
 FAILED_CANARY = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "rollout-failed-canary.json"
+AFTER_RELEASE = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "rollout-after-release.json"
 
 
-def test_summary_reports_done_and_busy():
+def test_summary_reports_done_and_reload_pending():
     summary = json.loads(SUMMARY.read_text())
-    assert summary == {"done": ["hv1"], "busy (module only)": ["hv2"]}, summary
+    assert summary == {"done": ["hv1"], "reload pending": ["hv2"]}, summary
 
 
 def test_failing_canary_stops_the_rollout_and_still_reports():
@@ -40,11 +44,13 @@ def test_canary_converged():
     assert host.check_output("stat -c '%%G %%a' %s", "/dev/vhost-blk") == "kvm 660"
 
 
-def test_busy_host_left_alone():
+def test_released_host_converged_with_the_installed_module():
+    summary = json.loads(AFTER_RELEASE.read_text())
+    assert summary == {"done": ["hv1", "hv2"]}, summary
     host = _host("hv2")
-    # the device is still held by the stand-in VM, and the rollout changed nothing but the module
-    assert host.service("vhostblk-holder").is_running
-    assert int(host.file("/sys/module/vhost_blk/refcnt").content_string) > 0
-    # prepare gave hv2 mode 0600; the rollout would have made it 0660
-    assert 'MODE="0600"' in host.file("/etc/udev/rules.d/65-vhost-blk.rules").content_string
-    assert host.check_output("stat -c '%%a' %s", "/dev/vhost-blk") == "600"
+    assert not host.service("vhostblk-holder").is_running
+    loaded = host.file("/sys/module/vhost_blk/srcversion").content_string.strip()
+    assert loaded == host.check_output("modinfo -F srcversion vhost_blk"), "the older build is still loaded"
+    # prepare's 0600 rule is gone with the full converge: the packaged kvm 0660 rule applies
+    assert not host.file("/etc/udev/rules.d/65-vhost-blk.rules").exists
+    assert host.check_output("stat -c '%%G %%a' %s", "/dev/vhost-blk") == "kvm 660"
