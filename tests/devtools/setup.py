@@ -2,11 +2,8 @@
 """The ``./dev`` sub-commands: setup, test, demo."""
 
 import os
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from . import hostdeps, venv
 
@@ -76,59 +73,23 @@ def cmd_demo(args) -> int:
     """Boot a throwaway hypervisor VM, run playbooks/site.yml against it, then playbooks/guest_check.yml
     (a guest with a vhost-blk disk writes, reads back, runs fio next to virtio-blk), clean up.
 
-    The VM gets the signed vhost-blk package repository as a read-only disk (built or reused from
-    the cache first), exactly as a fleet would get it from the build host's repository.
+    The VM gets the signed vhost-blk package repository as a read-only disk (devtools/fleet_l1.py).
     """
     rc = cmd_setup([])
     if rc:
         return rc
-    import json
+    from .fleet_l1 import fleet_l1
 
-    from vmharness.image import build_image
-    from vmharness.instance import create, destroy
-    from vmharness.packages import MOUNT, build_repo_image
-    from vmharness.recipe import get_recipe
-
-    env = venv.env()
-    name = f"demo-{os.getpid()}"
-    inst = None
     start = time.monotonic()
+    rc = 1
     try:
-        with tempfile.TemporaryDirectory(prefix="vhostblk-demo-") as tmp:
-            recipe = get_recipe("debian12")
-            image = build_image(recipe, log=_log)
-            repo_img = Path(tmp) / "repo.img"
-            _log("building (or reusing) the vhost-blk packages and their signed repository")
-            build_repo_image(recipe, image, repo_img)
-            inst = create(name, owner=os.getpid(), extra_disks=[repo_img], log=_log)
-            inst.run(f"mkdir -p {MOUNT} && mount -o ro /dev/vdb {MOUNT}")
-            has_qemu = inst.run(f"test -e {MOUNT}/vhostblk-qemu.pref", check=False).returncode == 0
-            extra_vars = {"vhostblk_repo_uri": f"file:{MOUNT}",
-                          "vhostblk_repo_keyring_remote": f"{MOUNT}/vhostblk-local.gpg",
-                          "vhostblk_kmod_install_method": "dkms_deb",
-                          "vhostblk_hypervisor_qemu": has_qemu}
-            if not has_qemu:
-                _log("the repository has no patched QEMU (packaging/build_qemu.py): Debian's QEMU serves the guest "
-                     "through vhost-user, the default transport")
-            inventory = Path(tmp) / "inventory.ini"
-            hostvars = " ".join(f"{k}='{v}'" for k, v in inst.ansible_host_vars().items())
-            inventory.write_text(f"[hypervisors]\nl1-demo {hostvars}\n")
-            for playbook, more in (("site.yml", {}), ("guest_check.yml", DEMO_GUEST_CHECK)):
-                _log(f"running playbooks/{playbook} against L1 {name}")
-                res = subprocess.run([str(venv.bin_path("ansible-playbook")), "-i", str(inventory),
-                                      "-e", json.dumps({**extra_vars, **more}), str(ROOT / "playbooks" / playbook),
-                                      *args], env=env, check=False)
-                if res.returncode:
-                    break
-        _log(f"demo {'succeeded' if res.returncode == 0 else 'FAILED'} in {time.monotonic() - start:.0f}s")
-        return res.returncode
+        with fleet_l1("demo", _log) as l1:
+            rc = l1.playbook("site.yml", args=args) or l1.playbook("guest_check.yml", DEMO_GUEST_CHECK, args)
+        _log(f"demo {'succeeded' if rc == 0 else 'FAILED'} in {time.monotonic() - start:.0f}s")
+        return rc
     except KeyboardInterrupt:
         _log("interrupted")
         return 130
-    finally:
-        if inst is not None:
-            destroy(inst.dir)
-            _log(f"L1 {name} destroyed")
 
 
 def cmd_bench(args) -> int:
