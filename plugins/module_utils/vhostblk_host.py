@@ -189,7 +189,7 @@ def _group_name(gid):
         return str(gid)
 
 
-def _guest_name(cmdline):
+def guest_name(cmdline):
     """Domain name out of a QEMU command line (-name guest=NAME,... or -name NAME)."""
     for index, arg in enumerate(cmdline[:-1]):
         if arg == '-name':
@@ -231,7 +231,7 @@ def device_users(root='/', device=DEVICE_PATH):
         raw = _read(os.path.join(proc, pid, 'cmdline'), '') or ''
         cmdline = [part for part in raw.split('\0') if part]
         users.append({'pid': int(pid), 'comm': _read(os.path.join(proc, pid, 'comm')),
-                      'fds': count, 'guest': _guest_name(cmdline)})
+                      'fds': count, 'guest': guest_name(cmdline)})
     return sorted(users, key=lambda user: user['pid']), sorted(unreadable)
 
 

@@ -14,7 +14,9 @@ version_added: 0.1.0
 description:
   - Reports the state of the C(vhost_blk) kernel module, its dkms state for every installed
     kernel, the users of C(/dev/vhost-blk), whether the installed QEMU has the
-    C(vhost-blk-pci) device, libvirt's device ACL for it, the C(vhost-blk-user@) back-end
+    C(vhost-blk-pci) device, whether Debian has a newer QEMU than the patched one
+    (C(apt-cache policy qemu-system-x86)) and which QEMU processes still run a binary that was
+    replaced since they started, libvirt's device ACL for it, the C(vhost-blk-user@) back-end
     instances and the vhost-blk disks (both transports) of libvirt domains.
   - Changes nothing. The results are returned as module return values; register them (this is
     an info module, it does not set C(ansible_facts)).
@@ -188,6 +190,45 @@ qemu:
     error:
       description: Why the binary could not be asked.
       type: str
+    installed_version:
+      description: Installed version of the C(qemu-system-x86) package, null when not installed.
+      type: str
+      sample: 1:7.2+dfsg-7+deb12u18+vhostblk3
+    candidate_version:
+      description: The version apt would install (C(apt-cache policy qemu-system-x86)).
+      type: str
+    patched_installed:
+      description: The installed version is a patched build (C(+vhostblkN)).
+      type: bool
+    patched_available:
+      description: The highest patched version apt knows (from the vhost-blk repository), else null.
+      type: str
+    debian_candidate:
+      description:
+        - The version apt would choose among the versions that are not patched builds (highest
+          priority, then highest version), that is Debian's QEMU for this host.
+      type: str
+      sample: 1:7.2+dfsg-7+deb12u19
+    newer_upstream:
+      description:
+        - C(debian_candidate) is above the patched build (the installed one, else the newest
+          available). apt then installs Debian's version on the next upgrade, and VMs started
+          afterwards have no C(vhost-blk-pci) device until a rebuild on it is published
+          (C(packaging/README.md), "After a Debian QEMU security update"). Null when apt knows
+          no patched build.
+      type: bool
+    policy_error:
+      description: Why apt could not be asked (the package facts above are then null).
+      type: str
+    stale_vms:
+      description:
+        - QEMU processes (C(qemu-system-*)) whose binary was replaced after they started, by a
+          package upgrade for instance; they run the old QEMU until restarted or migrated. Each
+          with C(pid), C(exe), C(guest) (from C(-name guest=NAME), else null) and C(reason)
+          (C(deleted), or C(replaced) when the path now names another file).
+      type: list
+      elements: dict
+      sample: [{"pid": 4242, "exe": "/usr/bin/qemu-system-x86_64", "guest": "vm1", "reason": "deleted"}]
 qemu_conf:
   description: Settings of C(/etc/libvirt/qemu.conf) that matter to vhost-blk.
   returned: always
@@ -254,6 +295,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_backend_service as svc
 from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_host as host
 from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_libvirt as lv
+from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_qemu_updates as updates
 from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_vhostuser as vu
 from ansible_collections.vhostblk.fleet.plugins.module_utils.vhostblk_domain import (
     VhostBlkError,
@@ -330,22 +372,28 @@ def vhost_user_facts(run, root='/'):
 
 
 def gather(module, root='/'):
-    def run(argv):
+    def run(argv, **options):
         exe = argv[0]
         if '/' not in exe:
             exe = module.get_bin_path(exe, opt_dirs=['/usr/sbin', '/sbin'])
         if exe is None:
             return 127, '', f'{argv[0]}: command not found'
-        return module.run_command([exe] + list(argv[1:]))
+        return module.run_command([exe] + list(argv[1:]), **options)
+
+    def run_c_locale(argv):
+        return run(argv, environ_update={'LC_ALL': 'C', 'LANGUAGE': 'C'})
 
     kernels = host.installed_kernels(root)
+    qemu = host.qemu_facts(run, module.params['qemu_binary'], root)
+    qemu.update(updates.package_facts(run_c_locale))
+    qemu['stale_vms'] = updates.stale_processes(root)
     result = {
         'changed': False,
         'module': host.module_facts(root),
         'kernels': kernels,
         'dkms': host.dkms_facts(run, root, kernels),
         'device': host.device_facts(root),
-        'qemu': host.qemu_facts(run, module.params['qemu_binary'], root),
+        'qemu': qemu,
         'qemu_conf': host.qemu_conf_facts(root),
         'vhost_user': vhost_user_facts(run, root),
         'domains': [],

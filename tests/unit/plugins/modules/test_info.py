@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 
 
+import os
 import sys
 
 import pytest
@@ -12,6 +13,7 @@ from ansible_collections.vhostblk.fleet.tests.unit.plugins import fake_libvirt
 from ansible_collections.vhostblk.fleet.tests.unit.plugins.module_harness import fixture, run
 
 DKMS = 'vhost-blk/0.1.0, 6.1.0-26-amd64, x86_64: installed\n'
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'fixtures')
 HELP = 'name "virtio-blk-pci", bus PCI\nname "vhost-blk-pci", bus PCI\n'
 
 
@@ -23,12 +25,14 @@ class FakeModule:
         self.commands = commands
         self.bins = bins
         self.calls = []
+        self.options = []
 
     def get_bin_path(self, name, opt_dirs=None):  # pylint: disable=unused-argument
         return '/usr/sbin/' + name if name in self.bins else None
 
-    def run_command(self, argv):
+    def run_command(self, argv, **options):
         self.calls.append(argv)
+        self.options.append(options)
         return self.commands.get(tuple(argv[1:]), (1, '', 'unknown command'))
 
 
@@ -98,6 +102,22 @@ def test_gather_domains_off(host_root, libvirt_conn):
     assert result['domains'] == [] and not any('libvirt' in note for note in result['notes'])
 
 
+def test_gather_qemu_updates(host_root):
+    """apt-cache policy is asked in the C locale; a Debian version above the patched one is reported."""
+    with open(os.path.join(FIXTURES, 'apt-policy', 'patched-installed-debian-newer.txt')) as handle:
+        policy = handle.read()
+    module = FakeModule(params(domains=False), {('policy', 'qemu-system-x86'): (0, policy, '')},
+                        bins=('apt-cache',))
+    qemu = info.gather(module, str(host_root))['qemu']
+    assert ['/usr/sbin/apt-cache', 'policy', 'qemu-system-x86'] in module.calls
+    assert module.options[module.calls.index(['/usr/sbin/apt-cache', 'policy', 'qemu-system-x86'])] == {
+        'environ_update': {'LC_ALL': 'C', 'LANGUAGE': 'C'}}
+    assert qemu['patched_installed'] is True and qemu['newer_upstream'] is True
+    assert qemu['installed_version'] == '1:7.2+dfsg-7+deb12u18+vhostblk3'
+    assert qemu['debian_candidate'] == '1:7.2+dfsg-7+deb12u19' and qemu['policy_error'] is None
+    assert qemu['stale_vms'] == []  # the fake root has no /proc
+
+
 def test_main_runs_in_check_mode(monkeypatch, libvirt_conn):
     calls = []
 
@@ -116,6 +136,8 @@ def test_main_on_this_host(monkeypatch, libvirt_conn):
     result = run(monkeypatch, info.main, {})
     assert set(result) >= {'module', 'kernels', 'dkms', 'device', 'qemu', 'qemu_conf', 'domains', 'notes'}
     assert isinstance(result['device']['users'], list)
+    assert isinstance(result['qemu']['stale_vms'], list)
+    assert set(result['qemu']) >= {'installed_version', 'debian_candidate', 'newer_upstream', 'policy_error'}
 
 
 def test_domains_read_only_connection(host_root, monkeypatch):
