@@ -15,9 +15,9 @@ every codename with a new Date and Valid-Until (no rebuild) when less than half 
 left, or always with --force; run it from a timer (the build role installs one).
 
 REPO also gets the public key vhostblk-local.gpg (binary keyring for signed-by=),
-vhostblk-qemu.pref (apt preferences pinning the +vhostblk QEMU builds at 1001, when the repo holds
-any) and sources.list.example. The signing key is created on first use in --key-dir and reused
-(an older key in /var/cache/vhostblk-fleet/repo-key is moved there first).
+vhostblk-qemu.pref (apt preferences: our origin at Debian's priority, see aptpin.py; when the repo
+holds +vhostblk builds) and sources.list.example. The signing key is created on first use in
+--key-dir and reused (an older key in /var/cache/vhostblk-fleet/repo-key is moved there first).
 
 --disk-image writes REPO into an ext4 image with `mke2fs -d` (no mount, no root mount
 namespace needed) for the test hypervisor: attach it read-only, mount it, and use
@@ -63,7 +63,7 @@ def top_level_files(key):
         pinned = aptpin.pinned_packages(entries)
         pref = out / aptpin.PIN_FILE_NAME
         if pinned:
-            _write_atomic(pref, aptpin.pin_text(pinned))
+            _write_atomic(pref, aptpin.pin_text())
         elif pref.exists():
             pref.unlink()
         lines = "".join(sources_line(c) for c in sorted(state))

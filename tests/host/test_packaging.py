@@ -411,18 +411,24 @@ def test_apt_rejects_the_repository_with_another_key(repo, work):
     assert "Candidate:" not in policy.stdout
 
 
-def test_qemu_pin_keeps_the_vhostblk_build(repo, work):
+def test_qemu_pin_is_by_origin_at_debians_priority(repo, work):
+    """The pin matches the Origin of our Release: apt lists our versions at 500 with it (the version
+    decides between ours and Debian's; tests/host/test_aptpin.py checks that with Debian suites)."""
     out, _meta = repo
     pref = out / aptpin.PIN_FILE_NAME
-    assert pref.is_file(), "build_repo.py writes the pin for packages with +vhostblk versions"
-    assert f"Package: {PROBE}\n" in pref.read_text() and "Pin-Priority: 1001" in pref.read_text()
+    assert pref.is_file(), "build_repo.py writes the pin when the repository has +vhostblk versions"
+    assert pref.read_text() == aptpin.pin_text()
     line = sources(out, out / KEYRING_NAME)
     assert apt(work, "pin", line, ["apt-get", "update"]).returncode == 0
-    plain = apt(work, "pin", line, ["apt-cache", "policy", PROBE]).stdout
-    assert "Candidate: 2.0" in plain, plain
     pinned = apt(work, "pin", line, ["apt-cache", "policy", PROBE], prefs=pref).stdout
-    assert "Candidate: 1.0+vhostblk1" in pinned, pinned
-    assert re.search(r"1\.0\+vhostblk1 1001", pinned), pinned
+    assert "Candidate: 2.0\n" in pinned, pinned
+    assert re.search(r"^     1\.0\+vhostblk1 500$", pinned, re.M), pinned
+    assert re.search(r"^     2\.0 500$", pinned, re.M), pinned
+    # 500 is also apt's default: a copy at 600 shows the origin expression matches our Release
+    (work / "raised.pref").write_text(pref.read_text().replace("Pin-Priority: 500", "Pin-Priority: 600"))
+    assert apt(work, "pin-raised", line, ["apt-get", "update"]).returncode == 0
+    raised = apt(work, "pin-raised", line, ["apt-cache", "policy", PROBE], prefs=work / "raised.pref").stdout
+    assert re.search(r"^     2\.0 600$", raised, re.M), raised
 
 
 def test_disk_image_holds_the_repository(repo, work):

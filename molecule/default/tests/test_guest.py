@@ -29,7 +29,9 @@ def test_patched_qemu_installed_and_pinned(host):
     installed = re.search(r"Installed: (\S+)", policy).group(1)
     assert "+vhostblk" in installed, policy
     assert "vhost-blk-pci" in host.check_output("qemu-system-x86_64 -nodefaults -machine none -device help")
-    assert host.file("/etc/apt/preferences.d/vhostblk-qemu.pref").contains("Pin-Priority: 1001")
+    pref = host.file("/etc/apt/preferences.d/vhostblk-qemu.pref")
+    assert pref.contains("^Pin: release o=vhostblk-local$") and pref.contains("^Pin-Priority: 500$")
+    assert re.search(r"\+vhostblk\d+ 500\n", policy), policy  # our origin at Debian's priority
 
 
 def test_vhost_blk_disk_defined_through_the_module(host):
