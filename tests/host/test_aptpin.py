@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[2]
 PKG = REPO / "packaging"
 sys.path.insert(0, str(PKG))
 
+# unit.conftest puts ansible_collections.vhostblk.fleet on sys.path
 import aptpin  # noqa: E402
-# the unit tests' conftest puts ansible_collections.vhostblk.fleet on sys.path
 import unit.conftest  # noqa: E402,F401  # pylint: disable=unused-import
 from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_qemu_updates as upd  # noqa: E402
 from repokey import KEYRING_NAME  # noqa: E402
