@@ -17,9 +17,12 @@
 
 #define VBLK_LOG_PAGE_SHIFT	12	/* VHOST_PAGE_SIZE */
 
-/* Set bits [first, last] of the log; all within one bitmap page. */
+/*
+ * Set bits [first, last] of the log; all within one bitmap page. Counts in
+ * @newly the bits that were clear (pages the VMM had not seen dirty yet).
+ */
 static int vblk_log_bits(unsigned long uaddr_page, u64 first_bit_in_page,
-			 u64 nbits)
+			 u64 nbits, u64 *newly)
 {
 	struct page *page;
 	void *base;
@@ -31,7 +34,8 @@ static int vblk_log_bits(unsigned long uaddr_page, u64 first_bit_in_page,
 		return ret < 0 ? ret : -EFAULT;
 	base = kmap_local_page(page);
 	for (i = 0; i < nbits; i++)
-		set_bit(first_bit_in_page + i, base);
+		if (!test_and_set_bit(first_bit_in_page + i, base))
+			(*newly)++;
 	kunmap_local(base);
 	unpin_user_pages_dirty_lock(&page, 1, true);
 	return 0;
@@ -39,7 +43,7 @@ static int vblk_log_bits(unsigned long uaddr_page, u64 first_bit_in_page,
 
 int vblk_log_gpa(struct vblk_vq *vq, u64 gpa, u64 len)
 {
-	u64 pfn, last;
+	u64 pfn, last, newly = 0;
 	const u64 bits_per_page = PAGE_SIZE * BITS_PER_BYTE;
 
 	if (!len)
@@ -59,7 +63,9 @@ int vblk_log_gpa(struct vblk_vq *vq, u64 gpa, u64 len)
 
 		if (byte < vq->log_base || upage != (unsigned long)upage)
 			return -EFAULT;
-		ret = vblk_log_bits(upage, first, n);
+		ret = vblk_log_bits(upage, first, n, &newly);
+		vblk_stats_dirty(vq, newly);
+		newly = 0;
 		if (ret)
 			return ret;
 		pfn += n;

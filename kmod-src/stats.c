@@ -68,6 +68,12 @@ void vblk_stats_flush_skipped(struct vblk_vq *vq)
 	vblk_stat_add(vq, flushes_skipped, 1);
 }
 
+/* Pages newly marked dirty in the VMM's log (live migration). */
+void vblk_stats_dirty(struct vblk_vq *vq, u64 pages)
+{
+	vblk_stat_add(vq, dirty_pages, pages);
+}
+
 static int vblk_stats_show(struct seq_file *m, void *unused)
 {
 	struct vblk_vq *vq = m->private;
@@ -85,6 +91,7 @@ static int vblk_stats_show(struct seq_file *m, void *unused)
 	seq_printf(m, "others %llu\n", READ_ONCE(st->others));
 	seq_printf(m, "errors %llu\n", READ_ONCE(st->errors));
 	seq_printf(m, "unsupported %llu\n", READ_ONCE(st->unsupported));
+	seq_printf(m, "dirty_pages %llu\n", READ_ONCE(st->dirty_pages));
 	seq_printf(m, "inflight %u\n", READ_ONCE(vq->inflight));
 	return 0;
 }

@@ -13,7 +13,7 @@
  *               (including hard IRQ), emptied by the worker.
  *
  * Memory per open device (x86_64, default parameters, measured):
- *   struct vblk_dev (336 B) + max_queues * struct vblk_vq (472 B): 4.0 KiB
+ *   struct vblk_dev (336 B) + max_queues * struct vblk_vq (480 B): 4.1 KiB
  *   per queue whose size is set (VHOST_SET_VRING_NUM):
  *     min(num, max_inflight) requests of
  *     sizeof(struct vblk_req) (464 B) + (seg_max + VBLK_IOV_SLACK) * 16 B,
@@ -216,6 +216,7 @@ struct vblk_stats {
 	u64 others;		/* GET_ID, unknown types, unreadable headers */
 	u64 errors;		/* VIRTIO_BLK_S_IOERR */
 	u64 unsupported;	/* VIRTIO_BLK_S_UNSUPP */
+	u64 dirty_pages;	/* log bits set that were clear (log.c) */
 };
 
 /* vq->work bits */
@@ -414,6 +415,7 @@ void vblk_slow_queue(struct vblk_dev *dev, struct vblk_req *req);
 /* stats.c */
 void vblk_stats_count(struct vblk_vq *vq, struct vblk_req *req, u8 status);
 void vblk_stats_flush_skipped(struct vblk_vq *vq);
+void vblk_stats_dirty(struct vblk_vq *vq, u64 pages);
 void vblk_stats_dev_add(struct vblk_dev *dev);
 void vblk_stats_dev_remove(struct vblk_dev *dev);
 void vblk_stats_init(void);
