@@ -39,6 +39,9 @@ def test_molecule_scenario(scenario, evidence):
         f"molecule {scenario} verify skipped tests (a skip proves nothing): {verify}"
     for line in re.findall(r"^(?:guest wrote|guest read|backing file) .*$", out, re.M):
         evidence(f"molecule {scenario} libvirt guest: {line}")
+    # guest_check's fio lines and the back end's CPU per I/O (side effect; emulation, never asserted)
+    for line in re.findall(r'^\s*"((?:fio 4k|over \d+ vhost-blk I/Os|vhost-blk disk with) .*)",?$', out, re.M):
+        evidence(f"molecule {scenario} guest_check: {line}")
     # the benchmark's table (side effect; numbers from emulation, never asserted)
     for line in re.findall(r'^\s*"(\S+-qd\d+-j\d+: .*|\S+: not measured, .*)",?$', out, re.M):
         evidence(f"molecule {scenario} benchmark: {line}")
