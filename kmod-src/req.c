@@ -240,9 +240,7 @@ void vblk_req_handle(struct vblk_vq *vq, struct vblk_req *req)
 		if (!write)
 			req->used_len = req->dirty_len = req->len;
 		vq->inflight++;
-		req->ret = vblk_io_submit_rw(vq, req, data, write);
-		if (req->ret != -EIOCBQUEUED)
-			vblk_req_complete(vq, req);
+		vblk_io_start_rw(vq, req, data, write);
 		return;
 	}
 	case VIRTIO_BLK_T_FLUSH:

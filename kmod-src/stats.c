@@ -10,9 +10,11 @@
  *   /sys/kernel/debug/vhost-blk/<owner pid>-<device id>/slow_ops
  *
  * the device's slow-op threads (work.c): how many there are, requests
- * waiting for one, running, the most that ever ran at once, and done. The directory exists while the device has an owner
- * (VHOST_SET_OWNER to VHOST_RESET_OWNER or close); the counters start at
- * zero with each owner. The device id is unique while the module is loaded
+ * waiting for one, running, the most that ever ran at once, done, and how
+ * many of those queued were buffered reads and writes that would have
+ * blocked the queue's worker (io.c). The directory exists while the device
+ * has an owner (VHOST_SET_OWNER to VHOST_RESET_OWNER or close); the counters
+ * start at zero with each owner. The device id is unique while the module is loaded
  * and shown in /proc/<pid>/fdinfo/<fd> of the /dev/vhost-blk fd, so an
  * operator can tell a VM's disks apart. Without debugfs (not built in, or
  * locked down) there is nothing to read; the device works the same.
@@ -106,6 +108,7 @@ static int vblk_slow_stats_show(struct seq_file *m, void *unused)
 	seq_printf(m, "running %u\n", READ_ONCE(sl->running));
 	seq_printf(m, "running_max %u\n", READ_ONCE(sl->running_max));
 	seq_printf(m, "done %llu\n", READ_ONCE(sl->done));
+	seq_printf(m, "rw %llu\n", READ_ONCE(sl->rw));
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(vblk_slow_stats);

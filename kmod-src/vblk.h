@@ -16,7 +16,7 @@
  *   struct vblk_dev (336 B) + max_queues * struct vblk_vq (480 B): 4.1 KiB
  *   per queue whose size is set (VHOST_SET_VRING_NUM):
  *     min(num, max_inflight) requests of
- *     sizeof(struct vblk_req) (464 B) + (seg_max + VBLK_IOV_SLACK) * 16 B,
+ *     sizeof(struct vblk_req) (472 B) + (seg_max + VBLK_IOV_SLACK) * 16 B,
  *     cache-line aligned: 2624 B -> 128 requests = 328 KiB per active queue
  *   backend 56 B; memory table: 24 B per region.
  *   One kernel thread per queue that got a kick eventfd, and
@@ -157,6 +157,7 @@ static inline u32 vblk_backend_flags(const struct vblk_backend *be)
 /* Request life cycle flags. */
 #define VBLK_REQ_WRITE_STARTED	(1U << 0)	/* kiocb_end_write() due */
 #define VBLK_REQ_QUEUED		(1U << 1)	/* read/write returned -EIOCBQUEUED */
+#define VBLK_REQ_DSYNC		(1U << 2)	/* write must be stable when answered */
 
 struct vblk_vq;
 
@@ -165,11 +166,13 @@ struct vblk_req {
 	struct vblk_vq *vq;
 	struct llist_node node;		/* on vq->done */
 	struct list_head free;		/* on vq->free_reqs */
-	struct list_head slow;		/* flush / discard / write zeroes: on dev->slow.queue */
+	struct list_head slow;		/* on dev->slow.queue: flush, discard, write zeroes, */
+					/* and buffered reads/writes that would block */
 	struct vblk_backend *be;	/* backend of this request */
 	struct file *file;		/* be->file */
 	long ret;
 	u64 len;			/* bytes of data to transfer */
+	u64 done_bytes;			/* of them, done without blocking (worker) */
 	u64 sector;
 	s64 wgen;			/* FLUSH: write generation it covers */
 	u8 __user *status;
@@ -285,7 +288,9 @@ struct vblk_vq {
 
 /*
  * A device's slow-op threads (work.c): FLUSH, DISCARD and WRITE_ZEROES may
- * block for long, so the queue workers hand them to these kthreads, started
+ * block for long, and so may buffered reads and writes that could not be
+ * done without blocking (io.c), so the queue workers hand them to these
+ * kthreads, started
  * at VHOST_SET_OWNER in the owner's cgroups with its mm, at most
  * @nthreads (slow_ops_per_device) running at a time, the rest waiting on
  * @queue in the order they came. @lock protects @queue and the counters,
@@ -300,6 +305,7 @@ struct vblk_slow {
 	unsigned int running;		/* taken by a thread, not handed back */
 	unsigned int running_max;	/* highest @running since SET_OWNER */
 	u64 done;			/* handed back since SET_OWNER */
+	u64 rw;				/* of those queued, reads and writes */
 	struct task_struct *threads[VBLK_MAX_SLOW_OPS];
 };
 
@@ -396,8 +402,9 @@ struct vblk_backend *vblk_backend_open(int fd, u32 flags, long *err);
 void vblk_backend_put(struct vblk_backend *be);
 
 /* io.c */
-ssize_t vblk_io_submit_rw(struct vblk_vq *vq, struct vblk_req *req,
-			  struct iov_iter *iter, bool write);
+void vblk_io_start_rw(struct vblk_vq *vq, struct vblk_req *req,
+		      struct iov_iter *iter, bool write);
+ssize_t vblk_io_rw_blocking(struct vblk_req *req);
 void vblk_io_end(struct vblk_req *req);
 void vblk_req_queue_done(struct vblk_req *req);
 

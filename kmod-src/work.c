@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
 /*
  * vhost-blk: flush (coalescing in flush.c), discard and write zeroes, and
- * the device's slow-op threads that run them.
+ * the device's slow-op threads that run them, and also the buffered reads
+ * and writes that would block the queue's worker (io.c).
  *
  * They may sleep for long (an fsync of a busy filesystem, a discard of a
  * large range), so the queue workers do not run them: each device has its
@@ -147,12 +148,19 @@ static void vblk_slow_run(struct vblk_req *req)
 {
 	const struct cred *old = override_creds(req->file->f_cred);
 
-	if (req->type == VIRTIO_BLK_T_FLUSH) {
+	switch (req->type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+		req->ret = vblk_io_rw_blocking(req);
+		break;
+	case VIRTIO_BLK_T_FLUSH:
 		req->ret = vblk_flush_run(req);
-	} else {
+		break;
+	default:
 		req->ret = vblk_dwz(req);
 		if (req->ret == -EOPNOTSUPP)
 			vblk_dwz_unsupported(req);
+		break;
 	}
 	revert_creds(old);
 }
@@ -209,7 +217,10 @@ static int vblk_slow_fn(void *data)
 	return 0;
 }
 
-/* Hand a FLUSH, DISCARD or WRITE_ZEROES to the device's slow-op threads. */
+/*
+ * Hand a FLUSH, DISCARD, WRITE_ZEROES, or a buffered read or write that
+ * would block (io.c), to the device's slow-op threads.
+ */
 void vblk_slow_queue(struct vblk_dev *dev, struct vblk_req *req)
 {
 	struct vblk_slow *sl = &dev->slow;
@@ -217,6 +228,8 @@ void vblk_slow_queue(struct vblk_dev *dev, struct vblk_req *req)
 	spin_lock(&sl->lock);
 	list_add_tail(&req->slow, &sl->queue);
 	WRITE_ONCE(sl->queued, sl->queued + 1);
+	if (req->type == VIRTIO_BLK_T_IN || req->type == VIRTIO_BLK_T_OUT)
+		WRITE_ONCE(sl->rw, sl->rw + 1);
 	spin_unlock(&sl->lock);
 	wake_up(&sl->wait);	/* one idle thread, if any; else the next free one */
 }
@@ -247,6 +260,7 @@ int vblk_slow_start(struct vblk_dev *dev)
 	sl->running = 0;
 	sl->running_max = 0;
 	sl->done = 0;
+	sl->rw = 0;
 	for (i = 0; i < n; i++) {
 		snprintf(name, sizeof(name), "vhost-blk-%d.s%u", current->tgid, i);
 		ret = vblk_thread_start(dev, &sl->threads[i], vblk_slow_fn, dev,
