@@ -6,7 +6,7 @@ import hashlib
 import os
 import random
 
-from . import access, devstats, dirtylog, limits, serial, slowops, topology, tracepoints
+from . import access, bufferedqd, devstats, dirtylog, limits, serial, slowops, topology, tracepoints
 from . import virtio as V
 from .abi import MAX_BUSYLOOP_US
 from .backend import open_backend
@@ -89,6 +89,7 @@ class Selftest:
             topology.run(lc)
             devstats.run(lc)
             slowops.run(lc)
+            bufferedqd.run(lc)
             tracepoints.run(lc)
             access.run(lc, args.nopunch_file)
             dirtylog.run(lc)
