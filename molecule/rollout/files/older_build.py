@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Write a copy of the installed vhost_blk.ko that the kernel reports as another build.
 
