@@ -218,6 +218,46 @@ def test_features_not_offered_are_refused(daemon):
         assert _dropped(f.sock)
 
 
+def test_ring_stop_resume_and_dirty_logging_are_logged(daemon):
+    """Live migration's trace in the log: dirty logging switched on and off (SET_FEATURES with and without
+    LOG_ALL), where a ring stopped (GET_VRING_BASE, after the drain) and where it starts again."""
+    with Session(lambda: VhostUserFront(daemon.sock), mem_size=4 << 20) as s:
+        s.start()
+        assert s.run(0, [s.submit(0, blkops.write_req(s, 8, pattern(4096, 3)))])[0].status == V.S_OK
+        s.dev.set_features(s.features | V.bit(V.VHOST_F_LOG_ALL))
+        s.dev.set_features(s.features)
+        stopped = s.dev.get_vring_base(0)
+        s.dev.set_vring_base(0, stopped)
+    log = daemon.text()
+    assert stopped >= 1
+    assert "dirty logging on" in log and "dirty logging off" in log, log
+    assert f"vring 0 stopped at avail index {stopped} (0 request(s) were in flight" in log, log
+    assert "vring 0 starts at avail index 0" in log and f"vring 0 starts at avail index {stopped}" in log, log
+
+
+def test_a_missing_device_node_is_named_and_the_daemon_stays_up(tmp_path):
+    """Without the module (no /dev/vhost-blk) each client is dropped with a message that says so."""
+    backing = tmp_path / "disk.raw"
+    backing.write_bytes(bytes(SIZE))
+    sock, log = str(tmp_path / "d.sock"), tmp_path / "daemon.log"
+    proc = subprocess.Popen([sys.executable, "-m", "vhostblk.vu_daemon", "--cache", "writeback", "--socket", sock,
+                             "--backing", str(backing), "--device", str(tmp_path / "vhost-blk")],
+                            cwd=REPO / "tools", stderr=open(log, "w"), stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.exists(sock):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        c = _raw_client(sock)
+        assert _dropped(c)
+        c.close()
+        assert proc.poll() is None, log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert f"{tmp_path / 'vhost-blk'}'" in log.read_text() and "is the vhost_blk module loaded?" in log.read_text()
+
+
 def test_backing_is_locked_against_a_second_daemon(daemon, tmp_path):
     other = subprocess.run([sys.executable, "-m", "vhostblk.vu_daemon", "--fake", "--cache", "writeback",
                             "--socket", str(tmp_path / "other.sock"), "--backing", str(daemon.backing)],

@@ -150,7 +150,8 @@ class Daemon:
         try:
             self.session = Session(self.open_device, self.backing, self.max_queues, LOG.info)
         except Exception as e:  # noqa: BLE001 - whatever the device said, the daemon stays up
-            LOG.error("cannot set up /dev/vhost-blk for the new client: %s; dropping it", e)
+            hint = " (is the vhost_blk module loaded?)" if isinstance(e, FileNotFoundError) else ""
+            LOG.error("cannot set up /dev/vhost-blk for the new client: %s%s; dropping it", e, hint)
             conn.close()
             return
         self.client = conn

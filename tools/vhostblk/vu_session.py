@@ -12,6 +12,7 @@ kernel only once the ring is enabled.
 
 import errno
 import os
+import time
 
 from . import virtio as V
 from .vu_config import CONFIG_ONLY_FEATURES, config_slice, config_values
@@ -35,6 +36,7 @@ from .vu_proto import (
 )
 
 PROTOCOL_FEATURES = bits(ProtoF.MQ, ProtoF.LOG_SHMFD, ProtoF.REPLY_ACK, ProtoF.CONFIG)
+LOG_ALL = V.bit(V.VHOST_F_LOG_ALL)
 ACK_OK, ACK_FAILED = 0, 1
 
 
@@ -145,6 +147,9 @@ class Session:
         if f & ~self.offered:
             raise ProtocolError(f"SET_FEATURES {f:#x}: bits {f & ~self.offered:#x} were not offered")
         self.dev.set_features(f & self.kernel_features)
+        if (f ^ self.acked) & LOG_ALL:
+            # QEMU turns it on when a live migration starts and off when it ends or fails
+            self.log(f"dirty logging {'on' if f & LOG_ALL else 'off'}")
         self.acked = f
 
     def _get_protocol_features(self, msg):
@@ -202,11 +207,18 @@ class Session:
         index, base = unpack_exact(VRING_STATE, msg.payload, "SET_VRING_BASE")
         self._ring(index, "SET_VRING_BASE")
         self.dev.set_vring_base(index, base)
+        self.log(f"vring {index} starts at avail index {base}")
 
     def _get_vring_base(self, msg):
         index, _num = unpack_exact(VRING_STATE, msg.payload, "GET_VRING_BASE")
         ring = self._ring(index, "GET_VRING_BASE")
+        inflight = self.dev.get_info()["inflight"]        # on the whole disk, all rings
+        if inflight:
+            self.log(f"vring {index} stopping: {inflight} request(s) in flight on this disk, waiting for them")
+        started = time.monotonic()
         base = self.dev.get_vring_base(index)   # stops the ring; requests in flight are drained
+        self.log(f"vring {index} stopped at avail index {base} "
+                 f"({inflight} request(s) were in flight, stopped in {time.monotonic() - started:.3f} s)")
         # a stopped ring starts again with a new SET_VRING_KICK
         if ring.in_kernel:
             self.dev.set_vring_kick(index, -1)
