@@ -19,8 +19,8 @@ class CheckRun:
 
 def parse_recap(output):
     """The counters of each host in the last PLAY RECAP of an ansible-playbook output."""
-    _, sep, tail = output.rpartition("PLAY RECAP")
-    assert sep, f"no PLAY RECAP in the output:\n{output[-4000:]}"
+    assert "PLAY RECAP" in output, f"no PLAY RECAP in the output:\n{output[-4000:]}"
+    tail = output.rpartition("PLAY RECAP")[2]
     return {host: {k: int(v) for k, v in (kv.split("=") for kv in counters.split())}
             for host, counters in RECAP_LINE.findall(tail)}
 
