@@ -7,6 +7,7 @@ A correct fake must pass; a fake with a planted bug must make the run fail.
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -190,6 +191,20 @@ def test_bench_measures_one_row_per_busyloop_timeout(tmp_path):
     rows = json.loads(r.stdout)["rows"]
     assert [(x["busyloop_us"], x["qd"]) for x in rows] == [(0, 2), (50, 2)]
     assert all(x["vhost"]["ios"] > 0 and x["vhost"]["errors"] == 0 for x in rows)
+
+
+@pytest.mark.skipif(shutil.which("fio") is None, reason="fio not installed (./dev setup installs it)")
+def test_bench_buffered_runs_fio_buffered_too(tmp_path):
+    """--buffered: the vhost-blk side and the fio side both without O_DIRECT, one file."""
+    env = dict(os.environ, PYTHONPATH=str(REPO / "tools"))
+    r = subprocess.run([sys.executable, "-m", "vhostblk", "bench", "--fake", "--buffered", "--json",
+                        "--file", str(tmp_path / "b.img"), "--size", "4M", "--runtime", "0.3",
+                        "--qd", "2", "--rw", "randread"],
+                       env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)["rows"]
+    assert len(rows) == 1 and rows[0]["vhost"]["ios"] > 0 and rows[0]["vhost"]["errors"] == 0
+    assert rows[0]["fio"]["direct"] == 0 and rows[0]["fio"]["ios"] > 0
 
 
 @pytest.mark.parametrize("bad", ["-1", "10001", "x"])

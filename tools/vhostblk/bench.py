@@ -143,9 +143,10 @@ class VhostRun:
                 "ios": done, "errors": errors, "seconds": elapsed}
 
 
-def fio_run(path, size, rw, qd, runtime):
+def fio_run(path, size, rw, qd, runtime, buffered=False):
     cmd = ["fio", "--name=vhostblk-bench", f"--filename={path}", "--ioengine=io_uring",
-           "--direct=1", f"--rw={rw}", f"--bs={BS}", f"--iodepth={qd}", "--numjobs=1",
+           f"--direct={0 if buffered else 1}", f"--rw={rw}", f"--bs={BS}", f"--iodepth={qd}",
+           "--numjobs=1",
            f"--size={size}", f"--runtime={runtime}", "--time_based", "--norandommap",
            "--randrepeat=0", "--output-format=json"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=runtime + 120, check=False)
@@ -154,8 +155,9 @@ def fio_run(path, size, rw, qd, runtime):
     doc = json.loads(p.stdout[p.stdout.index("{"):])
     job = doc["jobs"][0]["write" if rw == "randwrite" else "read"]
     lat = job.get("lat_ns") or job.get("clat_ns") or {}
+    direct = doc["jobs"][0].get("job options", {}).get("direct", "1")
     return {"iops": job["iops"], "lat_us": lat.get("mean", 0.0) / 1000.0,
-            "ios": job.get("total_ios", 0)}
+            "ios": job.get("total_ios", 0), "direct": int(direct)}
 
 
 class Bench:
@@ -192,7 +194,7 @@ class Bench:
             tmp = path
         try:
             self._prepare(path, args.size)
-            fd, size, _blk = open_backend(path, None, direct=not args.fake)
+            fd, size, _blk = open_backend(path, None, direct=not (args.fake or args.buffered))
             rows = []
             try:
                 for rw in rws:
@@ -219,12 +221,19 @@ class Bench:
             f.flush()
             os.fsync(f.fileno())
 
+    def _drop_cache(self, fd):
+        """Buffered runs start with nothing cached (written back first): reads hit storage."""
+        if self.args.buffered:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+
     def _point(self, fd, size, path, rw, qd, use_fio, polls):
         """One row per busy-loop timeout, all against the same fio run."""
         a = self.args
         rows = []
         for poll in polls:
             row = {"rw": rw, "qd": qd, "busyloop_us": poll}
+            self._drop_cache(fd)
             try:
                 row["vhost"] = VhostRun(self.open_device, fd, size, rw, qd, a.runtime, a.timeout,
                                         a.seed, poll).run()
@@ -235,8 +244,9 @@ class Bench:
                 row["ok"] = False
             rows.append(row)
         if use_fio:
+            self._drop_cache(fd)
             try:
-                fio = fio_run(path, size, rw, qd, a.runtime)
+                fio = fio_run(path, size, rw, qd, a.runtime, a.buffered)
             except (RuntimeError, subprocess.SubprocessError, ValueError, KeyError) as e:
                 fio = {"error": str(e)}
             for row in rows:

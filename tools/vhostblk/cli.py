@@ -93,7 +93,8 @@ def build_parser():
 
     be = sub.add_parser("bench", help="4k random IOPS and latency vs fio (io_uring)",
                         description="4k random read and write through /dev/vhost-blk from "
-                        "this Python driver and through fio (ioengine=io_uring, direct=1) on "
+                        "this Python driver and through fio (ioengine=io_uring, direct=1, or "
+                        "direct=0 with --buffered) on "
                         "the same file, same queue depth and runtime. Exit 2 if fio is "
                         "missing.")
     be.add_argument("--file", default=None,
@@ -108,6 +109,9 @@ def build_parser():
                     help="busy-loop timeouts of the queue worker to measure, comma separated, "
                          "0-10000 (default 0: sleep between kicks); one vhost-blk row each")
     be.add_argument("--no-fio", action="store_true", help="only measure vhost-blk")
+    be.add_argument("--buffered", action="store_true",
+                    help="backing without O_DIRECT and fio with direct=0 (the page cache of the "
+                         "backing is dropped before each run)")
     _common(be)
     return ap
 
