@@ -5,8 +5,11 @@
     python3 packaging/build_all.py --kernel 6.1.0-56-amd64 [--kernel ...] [--suite bookworm]
         [--qemu-debs DIR] [--repo-image IMG]
 
-Builds vhost-blk-dkms, vhost-blk-modules-<kernel> for each --kernel (against
-/usr/src/linux-headers-<kernel>), adds the patched QEMU .debs (--qemu-debs, default those
+Builds vhost-blk-dkms, vhost-blk-tools, vhost-blk-modules-<kernel> for each --kernel (against
+/usr/src/linux-headers-<kernel>, signed with the module key in --module-key-dir), the certificate
+package vhost-blk-module-cert, a metapackage vhost-blk-modules-<flavour> per kernel flavour
+(depending on the module package of the newest kernel of that flavour that is not a backports
+build, else the newest; --meta-kernel picks one instead), adds the patched QEMU .debs (--qemu-debs, default those
 cached for the current qemu-patches series: `build_qemu.py --x86-only` then
 `build_all.py --publish-qemu packaging/out/qemu ...` puts them there), and writes the repository
 (and, with --repo-image, its ext4 disk image for the test hypervisor).
@@ -29,6 +32,8 @@ import sys
 from pathlib import Path
 
 import aptrepo
+import build_kmod_deb
+import modkey
 import pkgcommon
 import qemu_local_version
 
@@ -46,11 +51,12 @@ def _files(dirs):
                 yield f
 
 
-def input_key(kernels, suite, qemu_debs):
+def input_key(kernels, suite, qemu_debs, cert=b"", meta_kernels=()):
     h = hashlib.sha256()
     for f in _files(INPUT_DIRS):
         h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes())
-    h.update(json.dumps([sorted(kernels), suite]).encode())
+    h.update(json.dumps([sorted(kernels), suite, sorted(meta_kernels)]).encode())
+    h.update(cert)  # another module signing key: other packages
     for deb in qemu_debs:
         st = deb.stat()
         h.update(f"{deb.name}:{st.st_size}:{int(st.st_mtime)}".encode())
@@ -88,17 +94,45 @@ def publish_qemu(src, suite):
     return dest
 
 
-def build(kernels, suite, qemu_dir, repo_image, key_dir=None):
+def _newer(a, b):
+    return subprocess.run(["dpkg", "--compare-versions", a, "gt", b], check=False).returncode == 0
+
+
+def meta_kernels(kernels, chosen=()):
+    """The kernel each vhost-blk-modules-<flavour> follows: per flavour the one in `chosen`, else the
+    newest kernel package version that is not a backports build (bookworm's linux-image-amd64 stays
+    on 6.1 while backports has 6.12: a metapackage on 6.12 would pull a backports kernel onto hosts
+    that never asked for one), else the newest."""
+    picked = {}
+    for krel in chosen:
+        if krel not in kernels:
+            raise SystemExit(f"--meta-kernel {krel} is not one of the --kernel releases {sorted(kernels)}")
+        picked[build_kmod_deb.flavour(krel)] = krel
+    best = {}
+    for krel in kernels:
+        flav = build_kmod_deb.flavour(krel)
+        version = build_kmod_deb.kernel_versions(krel)[0]
+        rank = ("~bpo" not in version, version)
+        old = best.get(flav)
+        if old is None or rank[0] > old[0][0] or (rank[0] == old[0][0] and _newer(version, old[0][1])):
+            best[flav] = (rank, krel)
+    return sorted({**{f: k for f, (_r, k) in best.items()}, **picked}.values())
+
+
+def build(kernels, suite, qemu_dir, repo_image, key_dir=None, module_key_dir=None, chosen_meta=()):
     with pkgcommon.locked(CACHE / "packages" / ".lock"):  # a set is not pruned while another run copies it
-        return _build(kernels, suite, qemu_dir, repo_image, key_dir)
+        return _build(kernels, suite, qemu_dir, repo_image, key_dir, module_key_dir, chosen_meta)
 
 
-def _build(kernels, suite, qemu_dir, repo_image, key_dir=None):
+def _build(kernels, suite, qemu_dir, repo_image, key_dir=None, module_key_dir=None, chosen_meta=()):
     key_args = ["--key-dir", key_dir] if key_dir else []
+    module_key = modkey.ModuleKey(module_key_dir or modkey.DEFAULT_KEY_DIR)
+    cert = module_key.ensure().read_bytes()
+    metas = meta_kernels(kernels, chosen_meta)
     qemu_dir = qemu_dir or cached_qemu_dir(suite)
     qemu_debs = sorted(qemu_dir.glob("*.deb")) if qemu_dir and qemu_dir.is_dir() else []
     qemu_debs = [d for d in qemu_debs if "-dbgsym_" not in d.name]
-    key = input_key(kernels, suite, qemu_debs)
+    key = input_key(kernels, suite, qemu_debs, cert, metas)
     out = CACHE / "packages" / key
     summary_file = out / "summary.json"
     if summary_file.exists():
@@ -113,7 +147,8 @@ def _build(kernels, suite, qemu_dir, repo_image, key_dir=None):
         debs.mkdir(parents=True)
         _run("build_dkms_deb.py", "--out", debs)
         for krel in kernels:
-            _run("build_kmod_deb.py", "--kernel", krel, "--out", debs)
+            _run("build_kmod_deb.py", "--kernel", krel, "--out", debs, "--key-dir", module_key.dir,
+                 *(["--metapackage"] if krel in metas else []))
         for deb in qemu_debs:
             shutil.copy2(deb, debs / deb.name)
         _run("build_repo.py", "--debs", debs, "--out", tmp / "repo", "--suite", suite,
@@ -122,7 +157,7 @@ def _build(kernels, suite, qemu_dir, repo_image, key_dir=None):
         tmp.rename(out)
         summary = {"key": key, "repo": str(out / "repo"), "image": str(out / "repo.img"), "suite": suite,
                    "debs_dir": str(out / "debs"),
-                   "kernels": sorted(kernels), "qemu": [d.name for d in qemu_debs],
+                   "kernels": sorted(kernels), "metapackage_kernels": metas, "qemu": [d.name for d in qemu_debs],
                    "debs": sorted(p.name for p in (out / "debs").glob("*.deb"))}
         summary_file.write_text(json.dumps(summary, indent=2) + "\n")
         _prune(out)
@@ -153,10 +188,15 @@ def main(argv=None):
                     help="first store the .debs build_qemu.py wrote to DIR in the cache for the current series")
     ap.add_argument("--repo-image", type=Path, help="copy the repository disk image here")
     ap.add_argument("--key-dir", type=Path, help="repository signing key directory (default build_repo.py's)")
+    ap.add_argument("--module-key-dir", type=Path,
+                    help=f"module signing key directory (default {modkey.DEFAULT_KEY_DIR})")
+    ap.add_argument("--meta-kernel", action="append", default=[],
+                    help="the kernel vhost-blk-modules-<its flavour> depends on (repeatable, one per flavour)")
     args = ap.parse_args(argv)
     if args.publish_qemu:
         publish_qemu(args.publish_qemu, args.suite)
-    print(json.dumps(build(args.kernel, args.suite, args.qemu_debs, args.repo_image, args.key_dir), indent=2))
+    print(json.dumps(build(args.kernel, args.suite, args.qemu_debs, args.repo_image, args.key_dir,
+                           args.module_key_dir, args.meta_kernel), indent=2))
     return 0
 
 

@@ -3,11 +3,12 @@
 """Build a prebuilt per-kernel module package vhost-blk-modules-<kernel release>.
 
     packaging/build_kmod_deb.py --kernel 6.1.0-56-amd64 [--headers DIR] \
-        [--kernel-pkg-version 6.1.192-2] --out DIR [--lintian]
+        [--kernel-pkg-version 6.1.192-2] [--key-dir DIR] [--metapackage] --out DIR [--lintian]
 
 dkms 3 has no mkbmdeb any more, so the module is compiled here with
 `make -C <headers> M=<temporary copy of kmod-src>` against the pinned headers tree, checked
-(vermagic must name the kernel release), stripped of debug info and packaged with dpkg-deb.
+(vermagic must name the kernel release), stripped of debug info, signed with the fleet's module
+key (modkey.py, after stripping) and packaged with dpkg-deb.
 
 Package facts:
   name      vhost-blk-modules-<krel>, Provides: vhost-blk-modules (= <module version>)
@@ -16,8 +17,15 @@ Package facts:
             /etc/depmod.d/vhost-blk-<krel>.conf   (override: this .ko wins for <krel>)
             /lib/udev/rules.d/60-<name>.rules     /dev/vhost-blk root:kvm 0660
             /usr/lib/modules-load.d/<name>.conf   load the module at boot
-  Depends   linux-image-<krel> | linux-image-<krel>-unsigned
+  Depends   linux-image-<krel> | linux-image-<krel>-unsigned, kmod, vhost-blk-module-cert (= <cert version>)
+  Recommends vhost-blk-tools (>= <module version>)   self-test, vhost-user back end
+  Source    vhost-blk (<module version>); Built-Using: linux (= <source version of the headers>)
   scripts   postinst/postrm run depmod -a <krel>
+
+Also written to --out: vhost-blk-module-cert (the signing certificate, DER, for `mokutil
+--import`), and with --metapackage vhost-blk-modules-<flavour> (e.g. vhost-blk-modules-amd64 for
+6.1.0-56-amd64) depending on this package, as linux-image-amd64 depends on the kernel of the
+current ABI: rebuilding the repository for a new ABI moves hosts that installed it forward.
 
 Coexistence with vhost-blk-dkms (no Conflicts, both may be installed): for the kernel this
 package is built for, the prebuilt module always wins. DKMS installs to updates/dkms/; the
@@ -36,9 +44,21 @@ import sys
 import tempfile
 from pathlib import Path
 
+import modkey
 import pkgcommon as pc
+import simpledeb
 
 KREL_RE = re.compile(r"^[0-9]+\.[0-9]+[A-Za-z0-9.+~-]*$")
+# <version>[-<abi>|+<suffix>]-<flavour>: 6.1.0-56-amd64, 6.12.95+deb12-amd64, 6.1.0-56-cloud-amd64
+FLAVOUR_RE = re.compile(r"^[0-9]+\.[0-9]+(?:\.[0-9]+)?(?:-[0-9]+|\+[a-z0-9]+)?-([a-z][a-z0-9-]*)$")
+
+
+def flavour(krel):
+    """The kernel flavour of a release (amd64, cloud-amd64, rt-amd64): linux-image-<flavour> follows its ABI."""
+    found = FLAVOUR_RE.match(krel)
+    if not found:
+        raise SystemExit(f"--kernel {krel!r}: no flavour after the ABI (expected e.g. 6.1.0-56-amd64)")
+    return found.group(1)
 
 
 def package_name(krel):
@@ -52,13 +72,15 @@ def package_version(mod_version, kernel_pkg_version):
     return f"{mod_version}+k{kv}"
 
 
-def kernel_pkg_version(krel):
-    """Version of linux-headers-<krel> (same source package and version as the image)."""
-    res = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", f"linux-headers-{krel}"],
-                         capture_output=True, text=True, check=False)
-    if res.returncode or not res.stdout.strip():
+def kernel_versions(krel):
+    """(version, source package, source version) of linux-headers-<krel>: the image has the same
+    version; the headers are what the module is built from (Built-Using)."""
+    res = subprocess.run(["dpkg-query", "-W", "-f", "${Version}\t${source:Package}\t${source:Version}",
+                          f"linux-headers-{krel}"], capture_output=True, text=True, check=False)
+    parts = res.stdout.strip().split("\t")
+    if res.returncode or len(parts) != 3 or not all(parts):
         raise SystemExit(f"linux-headers-{krel} is not installed: pass --kernel-pkg-version")
-    return res.stdout.strip()
+    return tuple(parts)
 
 
 def compile_module(headers, work, jobs):
@@ -76,9 +98,13 @@ def compile_module(headers, work, jobs):
     return ko
 
 
+def field_of(ko, name):
+    return pc.run(["modinfo", "-F", name, ko], capture_output=True, text=True).stdout.strip()
+
+
 def check_module(ko, krel, mod_version):
     def field(name):
-        return pc.run(["modinfo", "-F", name, ko], capture_output=True, text=True).stdout.strip()
+        return field_of(ko, name)
 
     vermagic = field("vermagic")
     if vermagic.split()[0] != krel:
@@ -88,15 +114,17 @@ def check_module(ko, krel, mod_version):
     return vermagic
 
 
-def control_text(name, version, krel, mod_version, installed_kib):
+def control_text(name, version, krel, mod_version, installed_kib, built_using, cert_version):
     return f"""Package: {name}
-Source: {pc.SOURCE_NAME}
+Source: {pc.SOURCE_NAME} ({mod_version})
 Version: {version}
 Architecture: amd64
 Maintainer: {pc.maintainer()}
 Installed-Size: {installed_kib}
-Depends: linux-image-{krel} | linux-image-{krel}-unsigned, kmod
+Depends: linux-image-{krel} | linux-image-{krel}-unsigned, kmod, {modkey.CERT_PACKAGE} (= {cert_version})
+Recommends: {pc.TOOLS_PACKAGE} (>= {mod_version})
 Provides: {pc.MODULES_PREFIX} (= {mod_version})
+Built-Using: {built_using}
 Section: kernel
 Priority: optional
 Description: vhost_blk kernel module prebuilt for Linux {krel}
@@ -106,7 +134,8 @@ Description: vhost_blk kernel module prebuilt for Linux {krel}
  This package holds the module compiled for one kernel only:
  {krel}
  Hosts need neither a compiler nor kernel headers. For that kernel it takes
- precedence over a module built by vhost-blk-dkms (depmod.d override).
+ precedence over a module built by vhost-blk-dkms (depmod.d override). The
+ module is signed with the fleet's key (vhost-blk-module-cert).
 """
 
 
@@ -145,11 +174,13 @@ def depmod_conf(krel):
             f"override {pc.MODULE_NAME} {krel} updates\n")
 
 
-def stage(root, ko, krel, name, version, mod_version, epoch):
+def stage(root, ko, krel, name, version, mod_version, epoch, signer, control):
+    """signer(module): signs the stripped module in place; control: its fields after the size."""
     moddir = root / "lib" / "modules" / krel / "updates"
     moddir.mkdir(parents=True)
     shutil.copy2(ko, moddir / ko.name)
     pc.run(["strip", "--strip-debug", "--remove-section=.comment", moddir / ko.name])
+    signer(moddir / ko.name)
     conf = root / "etc" / "depmod.d" / f"{pc.SOURCE_NAME}-{krel}.conf"
     conf.parent.mkdir(parents=True)
     conf.write_text(depmod_conf(krel))
@@ -178,7 +209,7 @@ def stage(root, ko, krel, name, version, mod_version, epoch):
     size_kib = sum((p.stat().st_size + 1023) // 1024 for p in files) + len(files)
     ctl = root / "DEBIAN"
     ctl.mkdir()
-    (ctl / "control").write_text(control_text(name, version, krel, mod_version, size_kib))
+    (ctl / "control").write_text(control(size_kib))
     (ctl / "conffiles").write_text(f"/{conf.relative_to(root)}\n")
     (ctl / "md5sums").write_text("".join(
         f"{pc.file_hashes(p)['md5']}  {p.relative_to(root)}\n"
@@ -199,6 +230,33 @@ def build_deb(root, out, name, version, epoch):
     return deb
 
 
+def cert_deb(out, key, epoch):
+    """vhost-blk-module-cert: the certificate hosts enroll (mokutil --import)."""
+    control = {"Package": modkey.CERT_PACKAGE, "Source": f"{pc.SOURCE_NAME} ({pc.module_version()})",
+               "Version": key.package_version(), "Architecture": "all", "Section": "kernel",
+               "Priority": "optional",
+               "Description": "certificate of the key vhost-blk modules are signed with\n"
+                              " The X.509 certificate (DER) of the fleet's module signing key, which\n"
+                              " signs the prebuilt vhost_blk modules. On a Secure Boot host enroll it\n"
+                              " once as a Machine Owner Key, then confirm at the next boot's console:\n"
+                              "   mokutil --import /" + modkey.CERT_PATH}
+    return simpledeb.build(out, control, {modkey.CERT_PATH: key.cert.read_bytes()}, epoch,
+                           f"Module signing certificate of {key.package_version()}.")
+
+
+def metapackage_deb(out, krel, name, version, mod_version, epoch):
+    """vhost-blk-modules-<flavour>: depends on the module package of this kernel's ABI."""
+    meta = f"{pc.MODULES_PREFIX}-{flavour(krel)}"
+    control = {"Package": meta, "Source": f"{pc.SOURCE_NAME} ({mod_version})", "Version": version,
+               "Architecture": "amd64", "Section": "metapackages", "Priority": "optional",
+               "Depends": f"{name} (= {version})",
+               "Description": f"vhost_blk kernel module for the latest {flavour(krel)} kernel (metapackage)\n"
+                              f" Depends on the prebuilt vhost_blk module package of the current Linux\n"
+                              f" {flavour(krel)} kernel ABI, as linux-image-{flavour(krel)} depends on that kernel;\n"
+                              f" this build: {krel}."}
+    return simpledeb.build(out, control, {}, epoch, f"Depends on {name} {version}.")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kernel", required=True, help="kernel release, e.g. 6.1.0-56-amd64")
@@ -206,6 +264,10 @@ def main(argv=None):
     ap.add_argument("--kernel-pkg-version", help="Debian version of the kernel packages "
                     "(default: from the installed linux-headers-<kernel>)")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--key-dir", type=Path, default=modkey.DEFAULT_KEY_DIR,
+                    help=f"module signing key directory (default {modkey.DEFAULT_KEY_DIR}, created on first use)")
+    ap.add_argument("--metapackage", action="store_true",
+                    help="also build vhost-blk-modules-<flavour> depending on this kernel's package")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--lintian", action="store_true", help="also run lintian (reported, not fatal)")
     args = ap.parse_args(argv)
@@ -218,22 +280,43 @@ def main(argv=None):
         raise SystemExit(f"{headers}: no kernel headers tree (install linux-headers-{krel})")
     timer = pc.Timer()
     mod_version = pc.module_version()
-    kpv = args.kernel_pkg_version or kernel_pkg_version(krel)
+    if args.kernel_pkg_version:  # headers not installed as a package: Debian's linux source, same version
+        kpv, src_name, src_version = args.kernel_pkg_version, "linux", args.kernel_pkg_version
+    else:
+        kpv, src_name, src_version = kernel_versions(krel)
     name, version = package_name(krel), package_version(mod_version, kpv)
     epoch = pc.source_date_epoch()
+    key = modkey.ModuleKey(args.key_dir)
+    key.ensure()
+    cert_version = key.package_version()
+
+    def control(size_kib):
+        return control_text(name, version, krel, mod_version, size_kib, f"{src_name} (= {src_version})",
+                            cert_version)
+
+    def signer(module):
+        key.sign(module, headers, krel)
+        if field_of(module, "sig_key") != key.key_id():
+            raise SystemExit(f"{module.name}: not signed with {key.cert} after sign-file")
     work = Path(tempfile.mkdtemp(prefix="pkg-kmoddeb-"))
     try:
         ko = timer("compile", compile_module, headers, work, args.jobs)
         vermagic = check_module(ko, krel, mod_version)
         root = work / "root"
-        timer("stage", stage, root, ko, krel, name, version, mod_version, epoch)
+        timer("stage", stage, root, ko, krel, name, version, mod_version, epoch, signer, control)
         deb = timer("dpkg-deb", build_deb, root, args.out, name, version, epoch)
+        debs = [deb, cert_deb(args.out, key, epoch)]
+        if args.metapackage:
+            debs.append(metapackage_deb(args.out, krel, name, version, mod_version, epoch))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     summary = {"deb": str(deb), "package": name, "version": version, "kernel": krel,
-               "kernel_pkg_version": kpv, "vermagic": vermagic}
+               "kernel_pkg_version": kpv, "built_using": f"{src_name} (= {src_version})", "vermagic": vermagic,
+               "signing_key_id": key.key_id(), "cert_deb": str(debs[1]),
+               "metapackage_deb": str(debs[2]) if args.metapackage else None}
     if args.lintian:
-        res = subprocess.run(["lintian", "--display-info", str(deb)], capture_output=True, text=True, check=False)
+        res = subprocess.run(["lintian", "--display-info", *map(str, debs)], capture_output=True, text=True,
+                             check=False)
         summary["lintian"] = {"status": res.returncode, "output": (res.stdout + res.stderr).strip()}
     summary["steps"] = timer.steps
     print(json.dumps(summary, indent=2))

@@ -142,7 +142,8 @@ def kmod_deb(work):
                     "install linux-headers-6.1.0-<abi>-amd64 to build the prebuilt module package")
     krel = headers.name[len("linux-headers-"):]
     out = work / "debs"
-    ok([sys.executable, PKG / "build_kmod_deb.py", "--kernel", krel, "--headers", headers, "--out", out])
+    ok([sys.executable, PKG / "build_kmod_deb.py", "--kernel", krel, "--headers", headers, "--out", out,
+        "--key-dir", work / "module-key"])  # a throwaway module signing key
     debs = list(out.glob(f"vhost-blk-modules-{krel}_*_amd64.deb"))
     assert len(debs) == 1, list(out.iterdir())
     return krel, debs[0]
