@@ -26,6 +26,11 @@ def test_dkms_installed_for_running_kernel(host):
     assert "installed" in status, status
 
 
+def test_dkms_signing_is_not_configured_for_every_module(host):
+    """The role passes its MOK key to its own dkms commands only; no global framework.conf.d file."""
+    assert not host.file("/etc/dkms/framework.conf.d/vhost-blk-signing.conf").exists
+
+
 def test_headers_metapackage_installed(host):
     """prepare removed linux-headers-amd64: the role puts it back, so that a kernel apt installs
     later (linux-image-amd64) comes with its headers and DKMS builds for it."""

@@ -44,6 +44,20 @@ def test_canary_converged():
     assert host.check_output("stat -c '%%G %%a' %s", "/dev/vhost-blk") == "kvm 660"
 
 
+def test_canary_has_the_signed_prebuilt_module_its_tools_and_the_metapackage():
+    """prebuilt: the module is signed with the fleet key, whose certificate came with it; the tools and the
+    flavour metapackage (it depends on this kernel's package) are installed with it."""
+    host = _host("hv1")
+    krel = host.check_output("uname -r")
+    assert host.check_output("modinfo -F signer vhost_blk") == "vhost-blk fleet module signing key"
+    cert = "/usr/share/vhost-blk/vhost-blk-modules.der"
+    serial = host.check_output("openssl x509 -inform DER -in %s -noout -serial", cert).split("=", 1)[1]
+    assert host.check_output("modinfo -F sig_key vhost_blk").replace(":", "") == serial
+    for package in ("vhost-blk-tools", "vhost-blk-module-cert", "vhost-blk-modules-amd64",
+                    f"vhost-blk-modules-{krel}"):
+        assert host.package(package).is_installed, package
+
+
 def test_released_host_converged_with_the_installed_module():
     summary = json.loads(AFTER_RELEASE.read_text())
     assert summary == {"done": ["hv1", "hv2"]}, summary
