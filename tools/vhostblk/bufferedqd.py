@@ -72,6 +72,12 @@ class SuspendedDm:
         node = self._dmsetup("info", "-c", "--noheadings", "-o", "blkdevname", self.name).strip()
         return f"/dev/{node}"
 
+    @staticmethod
+    def settle():
+        """Let udev finish probing the device (blkid reads its first and last blocks into the cache)."""
+        if shutil.which("udevadm"):
+            subprocess.run(["udevadm", "settle", "--timeout=30"], check=False, capture_output=True)
+
     def suspend(self):
         self._dmsetup("suspend", "--noudevsync", self.name)
         self.suspended = True
@@ -168,11 +174,12 @@ class BufferedQd:
                 err = getattr(e, "stderr", "") or ""
                 rep.skip(name, f"cannot make a dm linear device over a loop device: {e}: {err.strip()[:200]}")
                 return
+            dm.settle()
             fd = os.open(node, os.O_RDWR | os.O_CLOEXEC)
             cache_only_first_blocks(fd)
             s = self._session(fd)
             self._held_read(s, dm, name)
-            s = self._close_drains(s, dm)
+            s = self._close_drains(s, dm, fd)
         except (OSError, RingError, WaitTimeout) as e:
             rep.check(name, False, str(e))
         finally:
@@ -216,11 +223,13 @@ class BufferedQd:
                   f"status {held.status}, used.len {held.used_len}, "
                   f"data right: {read_data(s, held) == want}")
 
-    def _close_drains(self, s, dm):
+    def _close_drains(self, s, dm, fd):
         """Close with a read held in a slow-op thread; None once close() was called on it."""
         rep = self.rep
         name = "[buffered] close waits for a read held in a slow-op thread"
         d = stats_dir(s.dev)
+        dm.settle()     # the resume made udev probe the device again
+        os.posix_fadvise(fd, CACHED * BLOCK, 0, os.POSIX_FADV_DONTNEED)
         dm.suspend()
         held = s.submit(0, read_req(s, (DM_BLOCKS - 1) * SECT_PER_BLOCK, SECT_PER_BLOCK))
         s.kick_now(0)
