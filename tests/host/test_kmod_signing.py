@@ -9,6 +9,7 @@ module verifies against the packaged certificate with openssl (and fails once a 
 """
 
 import json
+import os
 import re
 import shutil
 import struct
@@ -188,3 +189,35 @@ def test_the_role_reads_flavours_as_the_packaging_does():
     role_vars = yaml.safe_load((REPO / "roles/kmod/vars/main.yml").read_text())
     assert role_vars["__vhostblk_kmod_flavour_re"] == build_kmod_deb.FLAVOUR_RE.pattern
     assert role_vars["__vhostblk_kmod_prebuilt_cert"] == "/" + modkey.CERT_PATH
+
+
+def test_dkms_signs_our_module_with_the_key_from_the_environment(built, tmp_path):
+    """The kmod role's DKMS signing (vhostblk_kmod_mok_signing): dkms 3.0 takes mok_signing_key /
+    mok_certificate from the environment of its command, so no global framework.conf.d file is
+    needed. dkms itself on private trees builds the module against the real headers and signs it
+    with a throwaway key given that way."""
+    import build_dkms_deb
+    import pkgcommon
+    assert shutil.which("dkms"), "dkms not installed (./dev setup)"
+    key = modkey.ModuleKey(tmp_path / "mok")
+    key.ensure()
+    src = tmp_path / "src" / f"vhost-blk-{VERSION}"
+    pkgcommon.copy_module_source(src)
+    (src / "dkms.conf").write_text(build_dkms_deb.dkms_conf(VERSION))
+    trees = ["--sourcetree", tmp_path / "src", "--dkmstree", tmp_path / "dkms-tree"]
+    (tmp_path / "dkms-tree").mkdir()
+    env = dict(os.environ, mok_signing_key=str(key.key), mok_certificate=str(key.cert))
+    ok(["dkms", "add", "-m", "vhost-blk", "-v", VERSION, *trees], env=env)
+    out = ok(["dkms", "build", "-m", "vhost-blk", "-v", VERSION, "-k", built["krel"], *trees,
+              "--kernelsourcedir", built["headers"]], env=env)
+    assert f"Signing key: {key.key}" in out, out
+    kos = sorted((tmp_path / "dkms-tree").glob(f"vhost-blk/{VERSION}/{built['krel']}/*/module/vhost_blk.ko*"))
+    assert len(kos) == 1, kos
+    ko = kos[0]
+    if ko.suffix == ".xz":
+        ok(["xz", "-dk", ko])
+        ko = ko.with_suffix("")
+    assert ok(["modinfo", "-F", "sig_key", ko]).strip() == key.key_id()
+    content, pkcs7 = split_signature(ko.read_bytes())
+    res = cms_verify(tmp_path, content, pkcs7, key.cert)
+    assert res.returncode == 0 and "Verification successful" in res.stderr, res.stderr
