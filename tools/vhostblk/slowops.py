@@ -184,8 +184,15 @@ class SlowOps:
                       f"(owner: {mine!r}{', a cgroup made for the check' if own else ''})")
         finally:
             dev.close()
-        left = [t for t in new if os.path.exists(f"/proc/{t}")]
-        rep.check("[slowops] slow-op threads stopped on close", not left, f"still there: {left}")
+        # kthread_stop() returns once a thread has exited; its /proc entry goes when it is reaped,
+        # a moment later
+        deadline = time.monotonic() + 5
+        while True:
+            left = [t for t in new if os.path.exists(f"/proc/{t}")]
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        rep.check("[slowops] slow-op threads stopped on close", not left, f"still there 5 s after close: {left}")
 
     def cap_and_isolation(self):
         rep = self.rep
