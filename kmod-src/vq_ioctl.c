@@ -116,14 +116,27 @@ static long vblk_set_vring_addr(struct vblk_vq *vq, struct vhost_vring_addr *a)
 		       sizeof(struct vblk_used) +
 		       num * sizeof(struct vblk_used_elem) + sizeof(__le16)))
 		return -EFAULT;
-	if (vq->inflight)
-		return -EBUSY;
 	/* a logged used ring must be inside the bitmap, as in vhost */
 	if ((a->flags & (1U << VHOST_VRING_F_LOG)) && vq->log_base &&
 	    !vblk_log_range_ok(vq->log_base, a->log_guest_addr,
 			       sizeof(struct vblk_used) + sizeof(__le16) +
 			       num * sizeof(struct vblk_used_elem)))
 		return -EINVAL;
+	if (vq->inflight) {
+		/*
+		 * The rings stay where the requests in flight will complete;
+		 * only the used ring's logging may change: the VMM turns it on
+		 * and off while the guest runs (live migration starts or
+		 * ends), and QEMU aborts the VM when that fails.
+		 */
+		if (vq->desc != u64_to_user_ptr(a->desc_user_addr) ||
+		    vq->avail != u64_to_user_ptr(a->avail_user_addr) ||
+		    vq->used != u64_to_user_ptr(a->used_user_addr))
+			return -EBUSY;
+		vq->log_used = a->flags & (1U << VHOST_VRING_F_LOG);
+		vq->log_addr = a->log_guest_addr;
+		return 0;
+	}
 
 	vq->desc = u64_to_user_ptr(a->desc_user_addr);
 	vq->avail = u64_to_user_ptr(a->avail_user_addr);

@@ -5,21 +5,34 @@
   or SET_MEM_TABLE with it acked, fail with EFAULT when it does not (as vhost does), instead
   of breaking the queue at the first logged write;
 - a read that fails after writing part of the guest's buffers (the backing file shrank, the
-  read comes back short: IOERR) still marks the data pages dirty.
+  read comes back short: IOERR) still marks the data pages dirty;
+- the used ring's logging is switched on and off (SET_VRING_ADDR with the same rings) while a
+  request is in flight, as QEMU does when a migration starts under I/O (it aborts the VM when that
+  fails); moving a ring then is still refused (EBUSY). The request is held in flight by a DISCARD
+  on a frozen ext4 (root only).
 """
 
 import ctypes
 import errno
 import os
+import shutil
+import subprocess
+import tempfile
+import time
 
 from . import virtio as V
 from .addrspace import PAGE, user_top
-from .blkops import read_req
+from .blkops import dwz_req, read_req
+from .driver import RingError, WaitTimeout
 from .lifecycle import BLK_BITS
+from .slowops import FrozenExt4
+
+VRING_F_LOG = 1        # 1 << VHOST_VRING_F_LOG
 
 
 def run(lc):
-    for name, check in (("coverage re-checked", _coverage), ("failed read logged", _failed_read)):
+    for name, check in (("coverage re-checked", _coverage), ("failed read logged", _failed_read),
+                        ("logging switched in flight", _switch_in_flight)):
         try:
             check(lc)
         except OSError as e:
@@ -87,3 +100,67 @@ def _failed_read(lc):
     finally:
         os.close(fd)
         os.unlink(path)
+
+
+def _switch_in_flight(lc):
+    name = "[dirtylog] used ring logging switched on, off, on with a request in flight"
+    if os.geteuid() != 0:
+        lc.rep.skip(name, f"freezing a filesystem needs root (uid {os.getuid()})")
+        return
+    missing = [t for t in ("mkfs.ext4", "losetup", "mount", "umount") if not shutil.which(t)]
+    if missing:
+        lc.rep.skip(name, f"needs {' '.join(missing)}")
+        return
+    work = tempfile.mkdtemp(prefix="vhostblk-dirtylog-", dir="/var/tmp")
+    fs = FrozenExt4(work)
+    fd = s = None
+    try:
+        fd = os.open(os.path.join(fs.setup(), "d.img"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.ftruncate(fd, 1 << 20)
+        s = lc.session_on(fd, want=BLK_BITS | V.bit(V.VHOST_F_LOG_ALL))
+        if not s.features & V.bit(V.VHOST_F_LOG_ALL) or not s.features & V.bit(V.BLK_F_DISCARD):
+            lc.rep.check(name, False, f"LOG_ALL and DISCARD not both negotiated on ext4: "
+                                      f"{' '.join(V.feature_names(s.features))}")
+            return
+        bitmap = ctypes.create_string_buffer((s.mem.size // PAGE + 7) // 8)
+        s.dev.set_log_base(ctypes.addressof(bitmap))
+        fs.freeze()
+        r = s.submit(0, dwz_req(s, V.T_DISCARD, [(0, 8)]))
+        s.kick_now(0)
+        deadline = time.monotonic() + lc.timeout
+        while s.dev.get_info()["inflight"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        vq = s.vqs[0]
+        desc, used, avail = vq.hva_addrs()
+        switched = []
+        for flags in (VRING_F_LOG, 0, VRING_F_LOG):
+            try:
+                s.dev.set_vring_addr(0, desc, used, avail, flags=flags, log=vq.used)
+                switched.append("ok")
+            except OSError as e:
+                switched.append(errno.errorcode.get(e.errno, str(e.errno)))
+        try:
+            s.dev.set_vring_addr(0, desc + 16 * vq.num, used, avail, flags=VRING_F_LOG, log=vq.used)
+            moved = "accepted"
+        except OSError as e:
+            moved = errno.errorcode.get(e.errno, str(e.errno))
+        inflight = s.dev.get_info()["inflight"]
+        fs.thaw()
+        s.wait([r], timeout=lc.timeout)
+        page = vq.used // PAGE
+        used_logged = bool(bitmap.raw[page // 8] >> (page % 8) & 1)
+        lc.rep.check(name, inflight >= 1 and switched == ["ok"] * 3 and moved == "EBUSY" and r.status == V.S_OK
+                     and used_logged,
+                     f"in flight {inflight}; log on/off/on: {switched}; moving the descriptor table: {moved} "
+                     f"(want EBUSY); DISCARD status {r.status}; used ring page logged {used_logged}")
+        s.dev.set_log_base(0)
+    except (OSError, subprocess.CalledProcessError, RingError, WaitTimeout) as e:
+        lc.rep.check(name, False, str(e))
+    finally:
+        fs.thaw()
+        if s is not None:
+            s.close()
+        if fd is not None:
+            os.close(fd)
+        fs.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
