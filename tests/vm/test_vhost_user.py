@@ -242,11 +242,19 @@ def test_daemon_logs_show_clean_sessions(guest):
         assert "dropping" not in log, log
 
 
-# ---- live migration between two QEMUs in L1, each with its own daemon on the same backing ----------
+# ---- live migration between QEMUs in L1, each with its own daemon on the same backing -------------
+# The backing is a file behind a loop device and a dm linear target, so that L1 can hold the guest's
+# requests in flight (dmsetup suspend) across the switch-over. One guest, two attempts: first to a
+# destination whose daemon has no /dev/vhost-blk (no module: it must fail and the source go on),
+# then to a good one while a request is held in flight (the source must wait for it, not lose it).
 MIG_BACKING = "/var/lib/vhost-blk/mig.raw"
-MIG_CHUNKS = 160             # 256 KiB each: 40 MiB written one chunk at a time
-MIG_AFTER = 10               # migrate once this many chunks are on the disk
+MIG_DM = "vhostblk-mig"
+MIG_DEV = f"/dev/mapper/{MIG_DM}"
+MIG_CHUNKS = 40              # 256 KiB each: 10 MiB written one chunk at a time
+MIG_BAD_AFTER = 4            # the attempt to the destination without the module
+MIG_AFTER = 10               # the live migration
 MIG_MEM_MIB = 256
+MIG_HOLD_S = 3               # how long L1 holds the guest's requests once the source's drain waits for them
 MIG_PAYLOAD = DISK_AT_SH + f"""
 DISK=$(disk_at {SLOT:02x})
 test -b "$DISK" || {{ echo "NO-DISK"; exit 1; }}
@@ -273,18 +281,49 @@ done < /tmp/sums
 sed 's/^/SUM /' /tmp/sums
 echo "MIGRATION-CHECK chunks={MIG_CHUNKS} bad_inline=$bad_inline bad=$bad"
 """
+STOPPED = re.compile(r"vring (\d+) stopped at avail index (\d+) \((\d+) request\(s\) were in flight, "
+                     r"stopped in ([0-9.]+) s\)")
+
+
+def queue_stats(pid):
+    """Shell: the module's per-queue counters of the device owned by ``pid``, summed over its queues."""
+    return (f"cat /sys/kernel/debug/vhost-blk/{pid}-*/queue* | "
+            "awk '{s[$1]+=$2} END {for (k in s) print k, s[k]}'")
+
+
+def hold_in_flight(pid):
+    """Shell: hold the backing's I/O (dm suspend) and wait until the source has a request in flight."""
+    return (f"dmsetup suspend --nolockfs {MIG_DM}\nfor i in $(seq 300); do\n"
+            f"  n=$({queue_stats(pid)} | awk '$1 == \"inflight\" {{print $2}}')\n"
+            "  [ \"${n:-0}\" -gt 0 ] && break\n  sleep 0.2\ndone\necho \"in flight before the migration: $n\"")
+
+
+# Waits until the source's daemon waits for the held requests at GET_VRING_BASE, holds them
+# MIG_HOLD_S more seconds, then lets them finish (after 120 s at the latest, whatever happened).
+RELEASE = f"""
+for i in $(seq 600); do grep -q "waiting for them" /var/tmp/mig-src.log && break; sleep 0.2; done
+grep -q "waiting for them" /var/tmp/mig-src.log && echo "drain seen $(date +%s.%N)" || echo "drain NOT seen"
+sleep {MIG_HOLD_S}
+dmsetup resume {MIG_DM} && echo "resumed $(date +%s.%N)"
+"""
 
 
 @pytest.fixture(scope="module")
 def migrated(hv):
-    """One guest writes chunks through vhost-blk-user on the source QEMU, is live-migrated to the
-    destination QEMU (its own daemon on the same backing) mid-way, and finishes there."""
-    hv.run(f"rm -f {MIG_BACKING} && truncate -s 64M {MIG_BACKING}")
-    src_pid = hv.run(daemon_command("/var/tmp/mig-src.log", "/run/vhost-blk/mig-src.sock", MIG_BACKING)).stdout.strip()
-    # the destination attaches the same backing while the source still holds it: --shared
-    dst_pid = hv.run(daemon_command("/var/tmp/mig-dst.log", "/run/vhost-blk/mig-dst.sock", MIG_BACKING,
+    """One guest writes chunks through vhost-blk-user on the source QEMU; a migration to a destination
+    without the module fails; the guest is then live-migrated, with a request held in flight, to a
+    destination QEMU with its own daemon on the same backing, and finishes there."""
+    hv.run(f"dmsetup remove {MIG_DM} 2>/dev/null; losetup -D; rm -f {MIG_BACKING} && truncate -s 64M {MIG_BACKING}"
+           f" && dev=$(losetup -f --show --direct-io=on {MIG_BACKING})"
+           f" && dmsetup create {MIG_DM} --table \"0 $(blockdev --getsz $dev) linear $dev 0\"")
+    src_pid = hv.run(daemon_command("/var/tmp/mig-src.log", "/run/vhost-blk/mig-src.sock", MIG_DEV)).stdout.strip()
+    # the destinations attach the same backing while the source still holds it: --shared
+    dst_pid = hv.run(daemon_command("/var/tmp/mig-dst.log", "/run/vhost-blk/mig-dst.sock", MIG_DEV,
                                     "--shared")).stdout.strip()
-    hv.run("for s in mig-src mig-dst; do for i in $(seq 100); do test -S /run/vhost-blk/$s.sock && break; "
+    # a host without the module: no device node
+    bad_pid = hv.run(daemon_command("/var/tmp/mig-bad.log", "/run/vhost-blk/mig-bad.sock", MIG_DEV,
+                                    "--shared --device /dev/vhost-blk-absent")).stdout.strip()
+    hv.run("for s in mig-src mig-dst mig-bad; do for i in $(seq 100); do test -S /run/vhost-blk/$s.sock && break; "
            "sleep 0.1; done; done")
     initrd = l2.build_initramfs(hv, MIG_PAYLOAD, name="migrate")
     kernel = "/boot/vmlinuz-" + hv.run("uname -r").stdout.strip()
@@ -294,35 +333,50 @@ def migrated(hv):
                 "-machine", "memory-backend=mem", "-qmp", f"unix:/var/tmp/{side}.qmp,server=on,wait=off"],
                ["-chardev", f"socket,id=vu0,path=/run/vhost-blk/mig-{side}.sock",
                 "-device", f"vhost-user-blk-pci,chardev=vu0,num-queues=2,addr={pci_addr(SLOT)}"]]
-        if side == "dst":
-            dev.append(["-incoming", "unix:/var/tmp/mig.sock"])
+        if side != "src":
+            dev.append(["-incoming", f"unix:/var/tmp/mig-{side}.sock"])
         argv = l2.qemu_l2_command("tcg", initrd, dev, MIG_MEM_MIB)
         # not quiet: a kernel trace in the guest is the only clue when a switch-over goes wrong
         return [kernel if a == "/boot/vmlinuz-$(uname -r)" else a.replace(" quiet", "") for a in argv]
 
-    cfg = {"src_cmd": cmd("src"), "dst_cmd": cmd("dst"), "src_console": "/var/tmp/src.console",
-           "dst_console": "/var/tmp/dst.console", "src_qmp": "/var/tmp/src.qmp", "dst_qmp": "/var/tmp/dst.qmp",
-           "migration_socket": "/var/tmp/mig.sock", "migrate_after": f"CHUNK {MIG_AFTER}\n", "timeout": 900}
+    def to(side, after, **steps):
+        return {"name": side, "after": f"CHUNK {after}\n", "dst_cmd": cmd(side),
+                "dst_console": f"/var/tmp/{side}.console", "dst_qmp": f"/var/tmp/{side}.qmp",
+                "migration_socket": f"/var/tmp/mig-{side}.sock", **steps}
+
+    cfg = {"src_cmd": cmd("src"), "src_console": "/var/tmp/src.console", "src_qmp": "/var/tmp/src.qmp",
+           "timeout": 900,
+           "attempts": [to("bad", MIG_BAD_AFTER),
+                        to("dst", MIG_AFTER, before=hold_in_flight(src_pid), during=RELEASE,
+                           at_end=queue_stats(src_pid))]}
     hv.put([Path(l2_migrate.__file__)], "/var/tmp/")
     hv.run("cat > /var/tmp/migrate.json", input_text=json.dumps(cfg))
     res = hv.run("python3 /var/tmp/l2_migrate.py /var/tmp/migrate.json", timeout=1900, check=False)
-    src_console = hv.run("cat /var/tmp/src.console").stdout
-    dst_console = hv.run("cat /var/tmp/dst.console").stdout
-    logs = hv.run("cat /var/tmp/mig-src.log /var/tmp/mig-dst.log").stdout
-    print(f"migration driver: {res.stdout}{res.stderr}\ndaemon logs:\n{logs}\n"
-          f"destination console tail:\n{dst_console[-1500:]}")
+    hv.run(f"dmsetup resume {MIG_DM}", check=False)      # whatever happened: no I/O left held
+    consoles = {side: hv.run(f"cat /var/tmp/{side}.console", check=False).stdout for side in ("src", "bad", "dst")}
+    logs = {side: hv.run(f"cat /var/tmp/mig-{side}.log", check=False).stdout for side in ("src", "bad", "dst")}
+    print(f"migration driver: {res.stdout}{res.stderr}\n"
+          + "".join(f"daemon log ({side}):\n{log}\n" for side, log in logs.items())
+          + f"failed destination's output:\n{consoles['bad'][-1500:]}\n"
+          f"destination console tail:\n{consoles['dst'][-1500:]}")
     assert res.returncode == 0, res.stderr[-3000:]
-    yield {"result": json.loads(res.stdout.strip().splitlines()[-1]), "src": src_console, "dst": dst_console,
-           "logs": logs}
-    hv.run(f"kill {src_pid} {dst_pid}", check=False)
+    result = json.loads(res.stdout.strip().splitlines()[-1])
+    yield {"bad": result["attempts"][0], "good": result["attempts"][1], "guest_rc": result["guest_rc"],
+           "consoles": consoles, "logs": logs}
+    hv.run(f"kill {src_pid} {dst_pid} {bad_pid}; sleep 1; dmsetup remove {MIG_DM}; losetup -D", check=False)
+
+
+def counters(text):
+    return {k: int(v) for k, v in re.findall(r"^(\w+) (\d+)$", text, re.M)}
 
 
 @pytest.mark.migration
 def test_live_migration_keeps_every_write(hv, migrated, evidence):
-    result, src, dst = migrated["result"], migrated["src"], migrated["dst"]
-    mig = result["migration"]
+    good, src, dst = migrated["good"], migrated["consoles"]["src"], migrated["consoles"]["dst"]
+    mig = good["migration"]
     assert mig["status"] == "completed", mig
-    assert result["dst_rc"] == 0 and "VHOSTBLK-L2-DONE rc=0" in dst, dst[-3000:]
+    assert good["src_status"] == "postmigrate" and good["dst_status"] == "running", good
+    assert migrated["guest_rc"] == 0 and "VHOSTBLK-L2-DONE rc=0" in dst, dst[-3000:]
     before = max(int(n) for n in re.findall(r"^CHUNK (\d+)", src, re.M))
     after = [int(n) for n in re.findall(r"^CHUNK (\d+)", dst, re.M)]
     check = re.search(r"^MIGRATION-CHECK chunks=(\d+) bad_inline=(\d+) bad=(\d+)", dst, re.M)
@@ -333,12 +387,55 @@ def test_live_migration_keeps_every_write(hv, migrated, evidence):
     sums = re.findall(r"^SUM (\d+) ([0-9a-f]{64})", dst, re.M)
     assert len(sums) == MIG_CHUNKS
     on_l1 = hv.run(f"for i in $(seq 0 {MIG_CHUNKS - 1}); do echo \"$i $(dd if={MIG_BACKING} bs=256k skip=$i "
-                   "count=1 2>/dev/null | sha256sum | cut -c1-64)\"; done").stdout.split("\n")
+                   "count=1 iflag=direct 2>/dev/null | sha256sum | cut -c1-64)\"; done").stdout.split("\n")
     wrote = [f"{i} {s}" for i, s in sums]
     assert wrote == [line for line in on_l1 if line], "the backing differs from what the guest wrote"
+    # the source's module logged the guest pages it wrote while QEMU migrated (status bytes, used ring, reads)
+    dirty = counters(good["at_end"]).get("dirty_pages")
+    assert dirty, f"the module logged no dirty page on the source: {good['at_end']}"
+    assert "dirty logging on" in migrated["logs"]["src"], migrated["logs"]["src"]
     ram = mig.get("ram", {})
     evidence(f"vhost-user live migration (two QEMU 7.2 in L1, a daemon each on one backing): guest wrote {before} "
              f"chunks of 256 KiB on the source, {MIG_CHUNKS - before} on the destination, each read back at once and "
              f"all again at the end: 0 bad; backing checked in L1; downtime {mig.get('downtime')} ms, total "
              f"{mig.get('total-time')} ms, {ram.get('transferred', 0) >> 20} MiB RAM sent, dirty-sync-count "
-             f"{ram.get('dirty-sync-count')}")
+             f"{ram.get('dirty-sync-count')}; the module logged {dirty} dirty page(s) on the source")
+
+
+@pytest.mark.migration
+def test_migration_waits_for_requests_in_flight(migrated, evidence):
+    """The source's backing held the guest's I/O when the migration started: at the switch-over the
+    source's ring stop (GET_VRING_BASE) waited for the held requests, QEMU's downtime includes that
+    wait, and the destination resumed each ring where the source stopped it."""
+    good, logs = migrated["good"], migrated["logs"]
+    assert re.search(r"in flight before the migration: [1-9]", good["before"]), good["before"]
+    assert "drain seen" in good["during"] and "resumed" in good["during"], good["during"]
+    stops = {int(r): (int(base), int(n), float(t)) for r, base, n, t in STOPPED.findall(logs["src"])}
+    waited = [(r, n, t) for r, (_b, n, t) in stops.items() if n]
+    assert waited and max(t for _r, _n, t in waited) >= MIG_HOLD_S - 0.5, logs["src"]
+    for ring, (base, _n, _t) in stops.items():
+        starts = re.findall(rf"vring {ring} starts at avail index (\d+)", logs["dst"])
+        assert starts and int(starts[-1]) == base, (ring, base, logs["dst"])
+    downtime = good["migration"].get("downtime", 0)
+    assert downtime >= (MIG_HOLD_S - 0.5) * 1000, good["migration"]
+    evidence(f"vhost-user migration with requests held in flight (dm suspend under the backing): the source's "
+             f"ring stop waited for {', '.join(f'{n} request(s) for {t:.2f} s on vring {r}' for r, n, t in waited)}; "
+             f"QEMU's downtime {downtime} ms; the destination resumed at the source's avail indexes "
+             f"{ {r: b for r, (b, _n, _t) in stops.items()} }; every write checked (see the live migration test)")
+
+
+@pytest.mark.migration
+def test_migration_to_a_destination_without_the_module_fails_cleanly(migrated, evidence):
+    bad, src = migrated["bad"], migrated["consoles"]["src"]
+    assert "dst_exited" in bad, bad
+    assert bad["migration"]["status"] in ("failed", "refused"), bad
+    assert bad["src_status"] == "running", bad
+    assert "is the vhost_blk module loaded?" in migrated["logs"]["bad"], migrated["logs"]["bad"]
+    assert "vhost-user-blk" in migrated["consoles"]["bad"], migrated["consoles"]["bad"]
+    # the guest went on writing on the source after the failed attempt (and every chunk is checked above)
+    assert max(int(n) for n in re.findall(r"^CHUNK (\d+)", src, re.M)) >= MIG_AFTER
+    why = bad["migration"].get("error") or bad["migration"].get("error-desc")
+    evidence(f"vhost-user migration to a destination without the module: its daemon said "
+             f"{re.search(r'cannot set up.*', migrated['logs']['bad']).group(0)!r}; its QEMU exited "
+             f"({bad['dst_exited']}); the source's migration ended {bad['migration']['status']} ({why}); the source "
+             f"kept running and its guest kept writing, every chunk intact")
