@@ -61,5 +61,6 @@ def run_fleet(args) -> int:
             "vhostblk_benchmark_report_dir": str(Path.cwd() / "benchmark-report")}
     with fleet_l1("bench", log) as l1:
         rc = l1.playbook("site.yml", args=args) or l1.playbook("benchmark.yml", more, args)
-    log(f"report: {more['vhostblk_benchmark_report_dir']}/report.html" if rc == 0 else "benchmark FAILED")
+    log("report: report.html in vhostblk_benchmark_report_dir (default ./benchmark-report)" if rc == 0
+        else "benchmark FAILED")
     return rc
