@@ -38,6 +38,8 @@ PACKAGES = (
     # test hypervisor
     "qemu-system-x86", "qemu-utils", "mmdebstrap", "busybox-static", "cpio", "openssh-client", "e2fsprogs",
     "zstd",
+    # host tests: the exerciser's bench (fio), module signing checks (openssl, kmod's modinfo)
+    "fio", "openssl", "kmod",
     # kernel module compile checks and packaging
     "build-essential", "dkms", "dh-dkms", "debhelper", "dpkg-dev", "fakeroot", "lintian", "quilt", "devscripts",
     "linux-headers-amd64", "sparse",
