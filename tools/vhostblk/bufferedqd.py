@@ -21,17 +21,15 @@ a worker that did it itself would answer nothing else until then (and the check 
 """
 
 import os
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 
 from . import virtio as V
 from .blkops import read_data, read_req, write_req
-from .devstats import DEBUGFS, debugfs_mounted, read_queue, stats_dir
+from .devstats import read_queue, stats_dir
 from .driver import RingError, Session, WaitTimeout
-from .slowops import FrozenExt4, read_slow
+from .scratchdev import Unavailable, frozen_ext4, suspended_dm, unmet
+from .slowops import read_slow
 
 BLK_BITS = (1 << 24) - 1
 BLOCK = 4096
@@ -44,56 +42,6 @@ CACHED_READS = 8
 def block_data(i):
     """The pattern of block i: its number in every 8 bytes, so a misplaced block shows."""
     return (i.to_bytes(4, "little") + b"vblk").ljust(8, b"\0") * (BLOCK // 8)
-
-
-class SuspendedDm:
-    """A dm linear device over a loop device over a file; suspend() holds every read of it."""
-
-    def __init__(self, workdir):
-        self.img = os.path.join(workdir, "dm.img")
-        self.name = f"vhostblk-selftest-{os.getpid()}"
-        self.loop = None
-        self.created = False
-        self.suspended = False
-
-    def _dmsetup(self, *args):
-        return subprocess.run(["dmsetup", *args], check=True, capture_output=True, text=True).stdout
-
-    def setup(self):
-        with open(self.img, "wb") as f:
-            f.truncate(DM_BLOCKS * BLOCK)
-        for mod in ("loop", "dm_mod"):
-            subprocess.run(["modprobe", "-q", mod], check=False, capture_output=True)
-        self.loop = subprocess.run(["losetup", "-f", "--show", self.img], check=True,
-                                   capture_output=True, text=True).stdout.strip()
-        self._dmsetup("create", self.name, "--noudevsync",
-                      "--table", f"0 {DM_BLOCKS * SECT_PER_BLOCK} linear {self.loop} 0")
-        self.created = True
-        node = self._dmsetup("info", "-c", "--noheadings", "-o", "blkdevname", self.name).strip()
-        return f"/dev/{node}"
-
-    @staticmethod
-    def settle():
-        """Let udev finish probing the device (blkid reads its first and last blocks into the cache)."""
-        if shutil.which("udevadm"):
-            subprocess.run(["udevadm", "settle", "--timeout=30"], check=False, capture_output=True)
-
-    def suspend(self):
-        self._dmsetup("suspend", "--noudevsync", self.name)
-        self.suspended = True
-
-    def resume(self):
-        if self.suspended:
-            self._dmsetup("resume", "--noudevsync", self.name)
-            self.suspended = False
-
-    def cleanup(self):
-        self.resume()
-        if self.created:
-            subprocess.run(["dmsetup", "remove", "--noudevsync", self.name], check=False,
-                           capture_output=True)
-        if self.loop:
-            subprocess.run(["losetup", "-d", self.loop], check=False, capture_output=True)
 
 
 def cache_only_first_blocks(fd):
@@ -117,26 +65,57 @@ class BufferedQd:
 
     def run(self):
         rep = self.rep
-        probe = self.lc.open_device()
-        cls = type(probe)
-        probe.close()
         names = ("[buffered] an uncached read waits in a slow-op thread while cached reads on "
                  "its queue are answered",
                  "[buffered] a write to a frozen filesystem waits in a slow-op thread while "
                  "reads on its queue are answered")
-        why = None
-        if not getattr(cls, "IN_KERNEL", False):
-            why = "the fake device has no kernel threads"
-        elif os.geteuid() != 0:
-            why = f"suspending a device and freezing a filesystem need root (uid {os.getuid()})"
-        elif not debugfs_mounted() or not os.access(DEBUGFS, os.R_OK | os.X_OK):
-            why = f"debugfs not mounted or not readable on {DEBUGFS}"
+        why = unmet(self.lc, "the fake device has no kernel threads",
+                    root="suspending a device and freezing a filesystem", debugfs=True)
         if why:
             for name in names:
                 rep.skip(name, why)
             return
-        self.uncached_read(names[0])
-        self.frozen_write(names[1])
+        self._on(names[0], suspended_dm("vhostblk-bufqd-", DM_BLOCKS * BLOCK), self._dm_backing, self.uncached_read)
+        self._on(names[1], frozen_ext4("vhostblk-bufqd-"), self._fs_backing, self.frozen_write)
+
+    def _on(self, name, scratch, open_backing, check):
+        """check(session, scratch device, backing fd, name) on a session over a backing that
+        open_backing(scratch device) opens; check returns the session to close (None: closed)."""
+        try:
+            with scratch as dev:
+                fd = s = None
+                try:
+                    fd = open_backing(dev)
+                    s = self._session(fd)
+                    s = check(s, dev, fd, name)
+                except (OSError, RingError, WaitTimeout) as e:
+                    self.rep.check(name, False, str(e))
+                finally:
+                    dev.release()       # before close: close waits for the held requests
+                    if s is not None:
+                        s.close()
+                    if fd is not None:
+                        os.close(fd)
+        except Unavailable as e:
+            self.rep.skip(name, str(e))
+
+    @staticmethod
+    def _dm_backing(dm):
+        fd = os.open(dm.node, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            cache_only_first_blocks(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    @staticmethod
+    def _fs_backing(fs):
+        fd = os.open(os.path.join(fs.mnt, "a.img"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        for i in range(CACHED):
+            os.pwrite(fd, block_data(i), i * BLOCK)
+        os.ftruncate(fd, 4 << 20)
+        return fd
 
     def _session(self, fd):
         s = Session(self.lc.open_device, self.lc.mem, 1, self.lc.qsize, want=BLK_BITS,
@@ -157,39 +136,9 @@ class BufferedQd:
             st = read_slow(d)
         return st
 
-    def uncached_read(self, name):
-        rep = self.rep
-        missing = [t for t in ("dmsetup", "losetup") if not shutil.which(t)]
-        if missing:
-            rep.skip(name, f"needs {' '.join(missing)}")
-            return
-        work = tempfile.mkdtemp(prefix="vhostblk-bufqd-", dir="/var/tmp")
-        dm = SuspendedDm(work)
-        fd = None
-        s = None
-        try:
-            try:
-                node = dm.setup()
-            except (subprocess.CalledProcessError, OSError) as e:
-                err = getattr(e, "stderr", "") or ""
-                rep.skip(name, f"cannot make a dm linear device over a loop device: {e}: {err.strip()[:200]}")
-                return
-            dm.settle()
-            fd = os.open(node, os.O_RDWR | os.O_CLOEXEC)
-            cache_only_first_blocks(fd)
-            s = self._session(fd)
-            self._held_read(s, dm, name)
-            s = self._close_drains(s, dm, fd)
-        except (OSError, RingError, WaitTimeout) as e:
-            rep.check(name, False, str(e))
-        finally:
-            dm.resume()
-            if s is not None:
-                s.close()
-            if fd is not None:
-                os.close(fd)
-            dm.cleanup()
-            shutil.rmtree(work, ignore_errors=True)
+    def uncached_read(self, s, dm, fd, name):
+        self._held_read(s, dm, name)
+        return self._close_drains(s, dm, fd)
 
     def _held_read(self, s, dm, name):
         rep = self.rep
@@ -248,39 +197,9 @@ class BufferedQd:
                   f"{not closer.is_alive()}")
         return None     # closed, or still closing in the thread: not to be closed again
 
-    def frozen_write(self, name):
-        rep = self.rep
-        missing = [t for t in ("mkfs.ext4", "losetup", "mount", "umount") if not shutil.which(t)]
-        if missing:
-            rep.skip(name, f"needs {' '.join(missing)}")
-            return
-        work = tempfile.mkdtemp(prefix="vhostblk-bufqd-", dir="/var/tmp")
-        fs = FrozenExt4(work)
-        fd = None
-        s = None
-        try:
-            try:
-                mnt = fs.setup()
-            except (subprocess.CalledProcessError, OSError) as e:
-                err = getattr(e, "stderr", "") or ""
-                rep.skip(name, f"cannot make an ext4 filesystem on a loop device: {e}: {err.strip()[:200]}")
-                return
-            fd = os.open(os.path.join(mnt, "a.img"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            for i in range(CACHED):
-                os.pwrite(fd, block_data(i), i * BLOCK)
-            os.ftruncate(fd, 4 << 20)
-            s = self._session(fd)
-            self._held_write(s, fs, fd, name)
-        except (OSError, RingError, WaitTimeout) as e:
-            rep.check(name, False, str(e))
-        finally:
-            fs.thaw()
-            if s is not None:
-                s.close()
-            if fd is not None:
-                os.close(fd)
-            fs.cleanup()
-            shutil.rmtree(work, ignore_errors=True)
+    def frozen_write(self, s, fs, fd, name):
+        self._held_write(s, fs, fd, name)
+        return s
 
     def _held_write(self, s, fs, fd, name):
         rep = self.rep

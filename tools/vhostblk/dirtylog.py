@@ -15,9 +15,6 @@
 import ctypes
 import errno
 import os
-import shutil
-import subprocess
-import tempfile
 import time
 
 from . import virtio as V
@@ -25,7 +22,7 @@ from .addrspace import PAGE, user_top
 from .blkops import dwz_req, read_req
 from .driver import RingError, WaitTimeout
 from .lifecycle import BLK_BITS
-from .slowops import FrozenExt4
+from .scratchdev import Unavailable, frozen_ext4, unmet
 
 VRING_F_LOG = 1        # 1 << VHOST_VRING_F_LOG
 
@@ -104,24 +101,21 @@ def _failed_read(lc):
 
 def _switch_in_flight(lc):
     name = "[dirtylog] used ring logging switched on, off, on with a request in flight"
-    probe = lc.open_device()
-    in_kernel = getattr(type(probe), "IN_KERNEL", False)
-    probe.close()
-    if not in_kernel:
-        lc.rep.skip(name, "the fake device models no ring ioctls against requests in flight")
+    why = unmet(lc, "the fake device models no ring ioctls against requests in flight", root="freezing a filesystem")
+    if why:
+        lc.rep.skip(name, why)
         return
-    if os.geteuid() != 0:
-        lc.rep.skip(name, f"freezing a filesystem needs root (uid {os.getuid()})")
-        return
-    missing = [t for t in ("mkfs.ext4", "losetup", "mount", "umount") if not shutil.which(t)]
-    if missing:
-        lc.rep.skip(name, f"needs {' '.join(missing)}")
-        return
-    work = tempfile.mkdtemp(prefix="vhostblk-dirtylog-", dir="/var/tmp")
-    fs = FrozenExt4(work)
+    try:
+        with frozen_ext4("vhostblk-dirtylog-") as fs:
+            _switch_on_frozen(lc, fs, name)
+    except Unavailable as e:
+        lc.rep.skip(name, str(e))
+
+
+def _switch_on_frozen(lc, fs, name):
     fd = s = None
     try:
-        fd = os.open(os.path.join(fs.setup(), "d.img"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(os.path.join(fs.mnt, "d.img"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         os.ftruncate(fd, 1 << 20)
         s = lc.session_on(fd, want=BLK_BITS | V.bit(V.VHOST_F_LOG_ALL))
         if not s.features & V.bit(V.VHOST_F_LOG_ALL) or not s.features & V.bit(V.BLK_F_DISCARD):
@@ -160,13 +154,11 @@ def _switch_in_flight(lc):
                      f"in flight {inflight}; log on/off/on: {switched}; moving the descriptor table: {moved} "
                      f"(want EBUSY); DISCARD status {r.status}; used ring page logged {used_logged}")
         s.dev.set_log_base(0)
-    except (OSError, subprocess.CalledProcessError, RingError, WaitTimeout) as e:
+    except (OSError, RingError, WaitTimeout) as e:
         lc.rep.check(name, False, str(e))
     finally:
-        fs.thaw()
+        fs.thaw()       # before close: close waits for the held request
         if s is not None:
             s.close()
         if fd is not None:
             os.close(fd)
-        fs.cleanup()
-        shutil.rmtree(work, ignore_errors=True)

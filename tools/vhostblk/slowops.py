@@ -13,22 +13,17 @@
   DISCARDs completes OK and running_max is still the cap.
 """
 
-import fcntl
 import os
-import shutil
-import subprocess
-import tempfile
 import time
 
 from . import virtio as V
 from .blkops import dwz_req, simple_req, write_req
-from .devstats import DEBUGFS, debugfs_mounted, stats_dir
+from .devstats import stats_dir
 from .driver import RingError, Session, WaitTimeout
+from .scratchdev import Unavailable, frozen_ext4, unmet
 
 BLK_BITS = (1 << 24) - 1
 CGROOT = "/sys/fs/cgroup"
-FIFREEZE = 0xC0045877            # _IOWR('X', 119, int)
-FITHAW = 0xC0045878              # _IOWR('X', 120, int)
 A_QUEUES, A_QSIZE = 3, 128       # 384 blocked DISCARDs: more than a shared workqueue runs at once
 
 
@@ -102,61 +97,19 @@ class OwnCgroup:
             self._remove(self.path)
 
 
-class FrozenExt4:
-    """A small ext4 on a loop device over a tmpfs file; freeze() blocks its writers."""
-
-    def __init__(self, workdir):
-        self.workdir = workdir
-        self.img = os.path.join(workdir, "fs.img")
-        self.mnt = os.path.join(workdir, "mnt")
-        self.loop = None
-        self.mounted = False
-        self.frozen_fd = None
-
-    def setup(self):
-        with open(self.img, "wb") as f:
-            f.truncate(64 << 20)
-        subprocess.run(["modprobe", "-q", "loop"], check=False, capture_output=True)
-        self.loop = subprocess.run(["losetup", "-f", "--show", self.img], check=True,
-                                   capture_output=True, text=True).stdout.strip()
-        subprocess.run(["mkfs.ext4", "-q", "-F", self.loop], check=True, capture_output=True)
-        os.mkdir(self.mnt)
-        subprocess.run(["mount", "-t", "ext4", self.loop, self.mnt], check=True, capture_output=True)
-        self.mounted = True
-        return self.mnt
-
-    def freeze(self):
-        self.frozen_fd = os.open(self.mnt, os.O_RDONLY | os.O_DIRECTORY)
-        fcntl.ioctl(self.frozen_fd, FIFREEZE, 0)
-
-    def thaw(self):
-        if self.frozen_fd is not None:
-            try:
-                fcntl.ioctl(self.frozen_fd, FITHAW, 0)
-            finally:
-                os.close(self.frozen_fd)
-                self.frozen_fd = None
-
-    def cleanup(self):
-        self.thaw()
-        if self.mounted:
-            subprocess.run(["umount", self.mnt], check=False, capture_output=True)
-        if self.loop:
-            subprocess.run(["losetup", "-d", self.loop], check=False, capture_output=True)
-
-
 class SlowOps:
     def __init__(self, lc):
         self.lc, self.rep = lc, lc.rep
 
     def run(self):
         rep = self.rep
+        why = unmet(self.lc, "the fake device has no kernel threads")
+        if why:
+            rep.skip("[slowops] per-device slow-op threads", why)
+            return
         probe = self.lc.open_device()
         cls = type(probe)
         probe.close()
-        if not getattr(cls, "IN_KERNEL", False):
-            rep.skip("[slowops] per-device slow-op threads", "the fake device has no kernel threads")
-            return
         try:
             self.nthreads = int(cls.module_param("slow_ops_per_device"))
         except (OSError, ValueError) as e:
@@ -197,32 +150,22 @@ class SlowOps:
     def cap_and_isolation(self):
         rep = self.rep
         name = "[slowops] cap and isolation with a frozen filesystem"
-        if os.geteuid() != 0:
-            rep.skip(name, f"freezing a filesystem needs root (uid {os.getuid()})")
+        why = unmet(self.lc, "the fake device has no kernel threads", root="freezing a filesystem", debugfs=True)
+        if why:
+            rep.skip(name, why)
             return
-        if not debugfs_mounted() or not os.access(DEBUGFS, os.R_OK | os.X_OK):
-            rep.skip(name, f"debugfs not mounted or not readable on {DEBUGFS}")
-            return
-        missing = [t for t in ("mkfs.ext4", "losetup", "mount", "umount") if not shutil.which(t)]
-        if missing:
-            rep.skip(name, f"needs {' '.join(missing)}")
-            return
-        work = tempfile.mkdtemp(prefix="vhostblk-slowops-", dir="/var/tmp")
-        fs = FrozenExt4(work)
+        try:
+            with frozen_ext4("vhostblk-slowops-") as fs:
+                self._on_frozen(fs, name)
+        except Unavailable as e:
+            rep.skip(name, str(e))
+
+    def _on_frozen(self, fs, name):
+        rep = self.rep
         afd = None
         a = b = None
         try:
-            try:
-                mnt = fs.setup()
-            except subprocess.CalledProcessError as e:
-                rep.skip(name, f"cannot make an ext4 filesystem on a loop device: {e}: "
-                               f"{(e.stderr or '').strip()[:200]}")
-                return
-            except OSError as e:
-                rep.skip(name, f"cannot make an ext4 filesystem on a loop device: {e}")
-                return
-            apath = os.path.join(mnt, "a.img")
-            afd = os.open(apath, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            afd = os.open(os.path.join(fs.mnt, "a.img"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             os.ftruncate(afd, 16 << 20)
             a = Session(self.lc.open_device, self.lc.mem, A_QUEUES, A_QSIZE,
                         want=BLK_BITS | V.bit(V.F_INDIRECT_DESC), backend=(afd, 0))
@@ -238,14 +181,12 @@ class SlowOps:
         except (OSError, RingError, WaitTimeout) as e:
             rep.check(name, False, str(e))
         finally:
-            fs.thaw()
+            fs.thaw()       # before close: close waits for the held requests
             for s in (a, b):
                 if s is not None:
                     s.close()
             if afd is not None:
                 os.close(afd)
-            fs.cleanup()
-            shutil.rmtree(work, ignore_errors=True)
 
     def _blocked(self, a, b, fs):
         rep, n = self.rep, self.nthreads
