@@ -47,12 +47,18 @@ def _listdir(path):
 # kernel module
 # --------------------------------------------------------------------------
 
-def module_facts(root='/'):
-    """State of the vhost_blk kernel module from /sys/module."""
+def module_facts(root='/', run=None):
+    """State of the vhost_blk kernel module from /sys/module; with ``run``, also the srcversion of
+    the module file modprobe would load now (``srcversion_on_disk``, None when there is none), so a
+    caller can tell that the loaded module is not the installed one."""
+    on_disk = None
+    if run is not None:
+        rc, out, _err = run(['modinfo', '-F', 'srcversion', MODULE_NAME])
+        on_disk = out.strip() or None if rc == 0 else None
     base = _p(root, '/sys/module/' + MODULE_NAME)
     if not os.path.isdir(base):
-        return {'loaded': False, 'version': None, 'srcversion': None, 'refcnt': None,
-                'holders': [], 'initstate': None, 'parameters': {}}
+        return {'loaded': False, 'version': None, 'srcversion': None, 'srcversion_on_disk': on_disk,
+                'refcnt': None, 'holders': [], 'initstate': None, 'parameters': {}}
     refcnt = _read(os.path.join(base, 'refcnt'))
     params = {}
     for name in _listdir(os.path.join(base, 'parameters')):
@@ -61,6 +67,7 @@ def module_facts(root='/'):
         'loaded': _read(os.path.join(base, 'initstate'), 'live') == 'live',
         'version': _read(os.path.join(base, 'version')),
         'srcversion': _read(os.path.join(base, 'srcversion')),
+        'srcversion_on_disk': on_disk,
         'refcnt': int(refcnt) if refcnt and refcnt.isdigit() else None,
         'holders': _listdir(os.path.join(base, 'holders')),
         'initstate': _read(os.path.join(base, 'initstate')),

@@ -82,6 +82,12 @@ module:
     srcversion:
       description: Source checksum of the loaded module.
       type: str
+    srcversion_on_disk:
+      description:
+        - Source checksum of the module file C(modprobe vhost_blk) would load now (C(modinfo -F srcversion)),
+          null when there is none. Differs from RV(module.srcversion) when another build was installed
+          after the loaded one.
+      type: str
     refcnt:
       description: Reference count (open devices hold references).
       type: int
@@ -389,7 +395,7 @@ def gather(module, root='/'):
     qemu['stale_vms'] = updates.stale_processes(root)
     result = {
         'changed': False,
-        'module': host.module_facts(root),
+        'module': host.module_facts(root, run),
         'kernels': kernels,
         'dkms': host.dkms_facts(run, root, kernels),
         'device': host.device_facts(root),

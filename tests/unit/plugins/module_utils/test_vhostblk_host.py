@@ -66,8 +66,25 @@ def test_module_loaded(tmp_path):
     write(tmp_path, base + 'parameters/max_workers', '4\n')
     os.makedirs(str(tmp_path / 'sys/module/vhost_blk/holders'))
     facts = host.module_facts(str(tmp_path))
-    assert facts == {'loaded': True, 'version': '0.1.0', 'srcversion': 'ABCDEF0123', 'refcnt': 3,
-                     'holders': [], 'initstate': 'live', 'parameters': {'max_workers': '4'}}
+    assert facts == {'loaded': True, 'version': '0.1.0', 'srcversion': 'ABCDEF0123', 'srcversion_on_disk': None,
+                     'refcnt': 3, 'holders': [], 'initstate': 'live', 'parameters': {'max_workers': '4'}}
+
+
+def test_module_srcversion_on_disk_from_modinfo(tmp_path):
+    write(tmp_path, '/sys/module/vhost_blk/srcversion', 'ABCDEF0123\n')
+    calls = []
+
+    def run(argv):
+        calls.append(argv)
+        return 0, '0123456789ABCDEF\n', ''
+    facts = host.module_facts(str(tmp_path), run)
+    assert calls == [['modinfo', '-F', 'srcversion', 'vhost_blk']]
+    assert (facts['srcversion'], facts['srcversion_on_disk']) == ('ABCDEF0123', '0123456789ABCDEF')
+    # no module file for the running kernel: none on disk, loaded or not
+
+    def none(argv):
+        return 1, '', 'modinfo: ERROR: Module vhost_blk not found.'
+    assert host.module_facts(str(tmp_path / 'none'), none)['srcversion_on_disk'] is None
 
 
 # ---- kernels and dkms -------------------------------------------------------
