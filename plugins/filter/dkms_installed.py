@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 # Copyright: (c) 2026, vhost-blk fleet contributors
-"""Filters over ``dkms status`` output, for the kmod role."""
+"""Filters over ``dkms status`` output, for the kmod role: ``dkms_installed`` (kernels with the
+module installed) and ``dkms_versions`` (the versions of a module DKMS knows, in any state)."""
 
 
 DOCUMENTATION = r"""
@@ -23,6 +24,10 @@ options:
 """
 
 EXAMPLES = r"""
+- name: Older versions to remove (dkms_versions lists every version of a module DKMS has)
+  ansible.builtin.debug:
+    msg: "{{ status.stdout_lines | vhostblk.fleet.dkms_versions('vhost-blk') | reject('equalto', '0.2.0') }}"
+
 - name: Kernels that still need the module
   ansible.builtin.set_fact:
     missing: "{{ kernels | difference(status.stdout_lines | vhostblk.fleet.dkms_installed('vhost-blk/0.1.0')) }}"
@@ -55,6 +60,20 @@ def dkms_installed(lines, module=None):
     return found
 
 
+def dkms_versions(lines, name):
+    """Versions of module ``name`` in ``dkms status`` lines (added, built or installed), in order."""
+    found = []
+    for line in lines or []:
+        head = line.partition(":")[0]
+        fields = [f.strip() for f in head.split(",")]
+        module, _sep, version = fields[0].partition("/")
+        if not version and len(fields) >= 2:      # dkms 2.x: "name, version[, kernel, arch]"
+            version = fields[1]
+        if module == name and version and version not in found:
+            found.append(version)
+    return found
+
+
 class FilterModule:
     def filters(self):
-        return {"dkms_installed": dkms_installed}
+        return {"dkms_installed": dkms_installed, "dkms_versions": dkms_versions}

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 
 
-from ansible_collections.vhostblk.fleet.plugins.filter.dkms_installed import dkms_installed
+from ansible_collections.vhostblk.fleet.plugins.filter.dkms_installed import dkms_installed, dkms_versions
 
 STATUS = [
     "vhost-blk/0.1.0, 6.1.0-56-amd64, x86_64: installed",
@@ -34,3 +34,10 @@ def test_dkms2_format():
 
 def test_empty():
     assert dkms_installed([]) == [] and dkms_installed(None) == []
+
+
+def test_versions_of_a_module_in_any_state():
+    assert dkms_versions(STATUS, "vhost-blk") == ["0.1.0", "0.0.9"]
+    dkms2 = ["vhost-blk, 0.0.8, 6.1.0-9-amd64, x86_64: built", "other/1.0: added"]
+    assert dkms_versions(dkms2, "vhost-blk") == ["0.0.8"]
+    assert dkms_versions([], "vhost-blk") == [] and dkms_versions(None, "vhost-blk") == []
