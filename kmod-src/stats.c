@@ -70,6 +70,15 @@ void vblk_stats_flush_skipped(struct vblk_vq *vq)
 	vblk_stat_add(vq, flushes_skipped, 1);
 }
 
+/* A request taken off the avail ring: found by the busy-poll or not. */
+void vblk_stats_found(struct vblk_vq *vq)
+{
+	if (vq->poll_found)
+		vblk_stat_add(vq, found_by_poll, 1);
+	else
+		vblk_stat_add(vq, found_by_kick, 1);
+}
+
 /* Pages newly marked dirty in the VMM's log (live migration). */
 void vblk_stats_dirty(struct vblk_vq *vq, u64 pages)
 {
@@ -94,6 +103,8 @@ static int vblk_stats_show(struct seq_file *m, void *unused)
 	seq_printf(m, "errors %llu\n", READ_ONCE(st->errors));
 	seq_printf(m, "unsupported %llu\n", READ_ONCE(st->unsupported));
 	seq_printf(m, "dirty_pages %llu\n", READ_ONCE(st->dirty_pages));
+	seq_printf(m, "found_by_poll %llu\n", READ_ONCE(st->found_by_poll));
+	seq_printf(m, "found_by_kick %llu\n", READ_ONCE(st->found_by_kick));
 	seq_printf(m, "inflight %u\n", READ_ONCE(vq->inflight));
 	return 0;
 }

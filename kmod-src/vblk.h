@@ -13,7 +13,7 @@
  *               (including hard IRQ), emptied by the worker.
  *
  * Memory per open device (x86_64, default parameters, measured):
- *   struct vblk_dev (336 B) + max_queues * struct vblk_vq (480 B): 4.1 KiB
+ *   struct vblk_dev (344 B) + max_queues * struct vblk_vq (496 B): 4.2 KiB
  *   per queue whose size is set (VHOST_SET_VRING_NUM):
  *     min(num, max_inflight) requests of
  *     sizeof(struct vblk_req) (472 B) + (seg_max + VBLK_IOV_SLACK) * 16 B,
@@ -220,6 +220,8 @@ struct vblk_stats {
 	u64 errors;		/* VIRTIO_BLK_S_IOERR */
 	u64 unsupported;	/* VIRTIO_BLK_S_UNSUPP */
 	u64 dirty_pages;	/* log bits set that were clear (log.c) */
+	u64 found_by_poll;	/* taken off the avail ring: the busy-poll saw them, */
+	u64 found_by_kick;	/* or a kick (restart, resume) started the pass */
 };
 
 /* vq->work bits */
@@ -253,6 +255,7 @@ struct vblk_vq {
 	bool paused;			/* SET_BACKEND swapping the backend */
 	bool broken;
 	bool starved;
+	bool poll_found;		/* the busy-poll found the entries being taken */
 	bool logged;
 	unsigned int added;
 
@@ -387,6 +390,7 @@ int vblk_vq_add_used(struct vblk_vq *vq, u16 head, u32 len);
 void vblk_vq_publish(struct vblk_vq *vq);
 int vblk_vq_disable_notify(struct vblk_vq *vq);
 int vblk_vq_enable_notify(struct vblk_vq *vq, bool *more);
+bool vblk_vq_avail_moved(struct vblk_vq *vq);
 void vblk_vq_set_broken(struct vblk_vq *vq, const char *why);
 
 /* req.c */
@@ -422,6 +426,7 @@ void vblk_slow_queue(struct vblk_dev *dev, struct vblk_req *req);
 /* stats.c */
 void vblk_stats_count(struct vblk_vq *vq, struct vblk_req *req, u8 status);
 void vblk_stats_flush_skipped(struct vblk_vq *vq);
+void vblk_stats_found(struct vblk_vq *vq);
 void vblk_stats_dirty(struct vblk_vq *vq, u64 pages);
 void vblk_stats_dev_add(struct vblk_dev *dev);
 void vblk_stats_dev_remove(struct vblk_dev *dev);

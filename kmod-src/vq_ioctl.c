@@ -42,6 +42,7 @@ void vblk_vq_cleanup(struct vblk_vq *vq)
 	vq->stopped = false;
 	vq->broken = false;
 	vq->starved = false;
+	vq->poll_found = false;
 	vq->logged = false;
 	vq->added = 0;
 	vq->work = 0;

@@ -7,7 +7,8 @@
  * the guest (VRING_AVAIL_F_NO_INTERRUPT or VIRTIO_RING_F_EVENT_IDX).
  * Everything the guest wrote is treated as hostile: indexes are bounded,
  * chains are bounded by the ring size, addresses must be in the memory table.
- * All functions here run in the queue's worker with vq->mutex held.
+ * All functions here run in the queue's worker with vq->mutex held, but for
+ * vblk_vq_avail_moved() (the busy-poll's look at the ring).
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -53,6 +54,7 @@ int vblk_vq_init_access(struct vblk_vq *vq)
 	vq->used_idx = le16_to_cpu(idx);
 	vq->used_flags = 0;
 	vq->signalled_used_valid = false;
+	vq->poll_found = false;
 	vq->need_init = false;
 	return 0;
 }
@@ -280,14 +282,33 @@ static int vblk_vq_put_used_flags(struct vblk_vq *vq, u16 flags)
 			     sizeof(vq->used->flags));
 }
 
-/* Ask the guest not to kick while we are draining the ring anyway. */
+static int vblk_vq_put_avail_event(struct vblk_vq *vq, u16 idx)
+{
+	if (put_user(cpu_to_le16(idx), vblk_avail_event(vq)))
+		return -EFAULT;
+	return vblk_log_used(vq, (u8 __user *)vblk_avail_event(vq) -
+			     (u8 __user *)vq->used, sizeof(__le16));
+}
+
+/*
+ * Ask the guest not to kick: the worker is taking requests off the ring
+ * anyway, or busy-polls avail->idx. Without EVENT_IDX that is the used
+ * ring's NO_NOTIFY flag; with it, avail_event goes one behind the entries
+ * taken, where the guest's next additions do not cross it. Either way
+ * vq->used_flags has NO_NOTIFY while kicks are off.
+ */
 int vblk_vq_disable_notify(struct vblk_vq *vq)
 {
-	if (vblk_has(vq->acked, VIRTIO_RING_F_EVENT_IDX))
-		return 0;
+	int ret;
+
 	if (vq->used_flags & VRING_USED_F_NO_NOTIFY)
 		return 0;
-	return vblk_vq_put_used_flags(vq, VRING_USED_F_NO_NOTIFY);
+	if (!vblk_has(vq->acked, VIRTIO_RING_F_EVENT_IDX))
+		return vblk_vq_put_used_flags(vq, VRING_USED_F_NO_NOTIFY);
+	ret = vblk_vq_put_avail_event(vq, vq->last_avail_idx - 1);
+	if (!ret)
+		vq->used_flags |= VRING_USED_F_NO_NOTIFY;
+	return ret;
 }
 
 /* Re-enable kicks; *more is set if buffers arrived meanwhile. */
@@ -298,11 +319,9 @@ int vblk_vq_enable_notify(struct vblk_vq *vq, bool *more)
 
 	*more = false;
 	if (vblk_has(vq->acked, VIRTIO_RING_F_EVENT_IDX)) {
-		if (put_user(cpu_to_le16(vq->last_avail_idx),
-			     vblk_avail_event(vq)))
-			return -EFAULT;
-		ret = vblk_log_used(vq, (u8 __user *)vblk_avail_event(vq) -
-				    (u8 __user *)vq->used, sizeof(__le16));
+		ret = vblk_vq_put_avail_event(vq, vq->last_avail_idx);
+		if (!ret)
+			vq->used_flags &= ~VRING_USED_F_NO_NOTIFY;
 	} else if (vq->used_flags & VRING_USED_F_NO_NOTIFY) {
 		ret = vblk_vq_put_used_flags(vq, 0);
 	} else {
@@ -317,6 +336,28 @@ int vblk_vq_enable_notify(struct vblk_vq *vq, bool *more)
 		return -EFAULT;
 	*more = le16_to_cpu(v) != vq->last_avail_idx;
 	return 0;
+}
+
+/*
+ * For the busy-poll, with preemption off and without vq->mutex (an ioctl
+ * may move the ring meanwhile: the worst is a false yes): has the guest
+ * added entries we have not taken? The index is read without faulting;
+ * when that fails the answer is yes, and the pass that follows reads it
+ * properly and decides.
+ */
+bool vblk_vq_avail_moved(struct vblk_vq *vq)
+{
+	struct vblk_avail __user *avail = READ_ONCE(vq->avail);
+	u16 last = READ_ONCE(vq->last_avail_idx);
+	__le16 v;
+	int ret;
+
+	if (READ_ONCE(vq->avail_idx) != last)
+		return true;
+	pagefault_disable();
+	ret = get_user(v, &avail->idx);
+	pagefault_enable();
+	return ret || le16_to_cpu(v) != last;
 }
 
 /* Put one element in the used ring; published by vblk_vq_publish(). */

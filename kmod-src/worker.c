@@ -9,9 +9,11 @@
  * batch (under a block plug), then publishes the used ring and signals the
  * guest once more. With a busy-loop timeout set
  * (VHOST_SET_VRING_BUSYLOOP_TIMEOUT, or the busyloop_us parameter) an idle
- * worker first spins that long for the next kick or completion: no sleep and
- * wake-up between a completion and the guest's next request (vhost-net's
- * busyloop, for the same reason: latency at low queue depth, paid in CPU).
+ * worker first spins that long, with the guest's kicks off, reading
+ * avail->idx itself and watching for completions: no sleep and wake-up
+ * between a completion and the guest's next request, and no exit for the
+ * guest to kick (vhost-net's busyloop, for the same reason: latency at low
+ * queue depth, paid in CPU).
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -101,6 +103,10 @@ static void vblk_worker_handle_kick(struct vblk_vq *vq)
 		}
 		ret = vblk_vq_next_head(vq, &head);
 		if (ret == -EAGAIN) {
+			vq->poll_found = false;
+			/* the busy-poll after this pass turns kicks on when it ends */
+			if (READ_ONCE(vq->busyloop_us))
+				break;
 			if (vblk_vq_enable_notify(vq, &more)) {
 				vblk_vq_set_broken(vq, "cannot enable notify");
 				break;
@@ -112,6 +118,7 @@ static void vblk_worker_handle_kick(struct vblk_vq *vq)
 		}
 		if (ret)
 			break;
+		vblk_stats_found(vq);
 		req = vblk_req_get(vq);
 		if (vblk_vq_walk(vq, head, req)) {
 			/* broken: the request cannot be answered */
@@ -133,30 +140,74 @@ static bool vblk_worker_has_work(struct vblk_vq *vq)
 	return test_bit(VBLK_WORK_KICK, &vq->work) || !llist_empty(&vq->done);
 }
 
+/* Can the busy-poll watch this queue's avail ring? vq->mutex held. */
+static bool vblk_worker_can_poll(struct vblk_vq *vq)
+{
+	return vblk_vq_ready(vq) && !vq->need_init && !vq->starved;
+}
+
 /*
- * Spin for up to the queue's busy-loop timeout until a kick or a completion
- * arrives; give up early when someone else needs the CPU or we must stop.
- * Kicks and completions set their bit or list entry before they wake us, so
- * nothing is missed while we spin as TASK_RUNNING.
+ * After the last pass, before the worker sleeps, once per idle period. With
+ * a busy-loop timeout, spin that long for new avail entries, a kick or a
+ * completion, as vhost-net does: kicks are off and the guest's additions are
+ * seen in avail->idx. The spin does not hold vq->mutex (no ioctl waits for
+ * the window); what an ioctl changes meanwhile is looked at again under it
+ * at the end, and a ring it restarts gets a kick. The spin ends early when
+ * someone else needs the CPU or the thread must stop. Kicks and completions
+ * set their bit or list entry before they wake us, so nothing is missed
+ * while we spin as TASK_RUNNING.
+ *
+ * When it finds work, the next pass takes it with kicks still off.
+ * Otherwise kicks are on when it returns: turned on, then avail->idx read
+ * once more, or an entry the guest added before it saw kicks on would wait
+ * for a kick that never comes. A queue that cannot be polled (not ready,
+ * not set up yet, no free request) is left as it is: its next pass comes
+ * from a restart or a completion.
  */
-static bool vblk_worker_busypoll(struct vblk_vq *vq)
+static void vblk_worker_busypoll(struct vblk_vq *vq)
 {
 	unsigned int us = READ_ONCE(vq->busyloop_us);
-	bool found = false;
+	bool ring = false, more, found = false;
 	u64 end;
 
-	if (!us)
-		return false;
-	preempt_disable();
-	end = local_clock() + (u64)us * NSEC_PER_USEC;
-	while (!need_resched() && !kthread_should_stop()) {
-		found = vblk_worker_has_work(vq);
-		if (found || local_clock() >= end)
-			break;
-		cpu_relax();
+	if (us) {
+		mutex_lock(&vq->mutex);
+		ring = vblk_worker_can_poll(vq);
+		if (ring && vblk_vq_disable_notify(vq)) {
+			vblk_vq_set_broken(vq, "cannot write used flags");
+			ring = false;
+		}
+		mutex_unlock(&vq->mutex);
+
+		preempt_disable();
+		end = local_clock() + (u64)us * NSEC_PER_USEC;
+		while (!need_resched() && !kthread_should_stop()) {
+			if (vblk_worker_has_work(vq))
+				break;
+			if (ring && vblk_vq_avail_moved(vq)) {
+				found = true;
+				break;
+			}
+			if (local_clock() >= end)
+				break;
+			cpu_relax();
+		}
+		preempt_enable();
 	}
-	preempt_enable();
-	return found;
+
+	mutex_lock(&vq->mutex);
+	if (!found && !vblk_worker_has_work(vq) && vblk_worker_can_poll(vq) &&
+	    (vq->used_flags & VRING_USED_F_NO_NOTIFY)) {
+		if (vblk_vq_enable_notify(vq, &more))
+			vblk_vq_set_broken(vq, "cannot enable notify");
+		else
+			found = more;
+	}
+	if (found) {
+		vq->poll_found = true;
+		set_bit(VBLK_WORK_KICK, &vq->work);
+	}
+	mutex_unlock(&vq->mutex);
 }
 
 /*
