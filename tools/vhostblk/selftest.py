@@ -6,7 +6,7 @@ import hashlib
 import os
 import random
 
-from . import access, bufferedqd, devstats, dirtylog, limits, serial, slowops, topology, tracepoints
+from . import access, bufferedqd, busypoll, devstats, dirtylog, limits, serial, slowops, topology, tracepoints
 from . import virtio as V
 from .abi import MAX_BUSYLOOP_US
 from .backend import open_backend
@@ -88,6 +88,7 @@ class Selftest:
             serial.run(lc)
             topology.run(lc)
             devstats.run(lc)
+            busypoll.run(lc)
             slowops.run(lc)
             bufferedqd.run(lc)
             tracepoints.run(lc)
