@@ -19,7 +19,6 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -33,6 +32,7 @@ sys.path.insert(0, str(PKG))
 import aptpin  # noqa: E402
 import unit.conftest  # noqa: E402,F401  # pylint: disable=unused-import
 from ansible_collections.vhostblk.fleet.plugins.module_utils import vhostblk_qemu_updates as upd  # noqa: E402
+from debtools import build_deb, ok  # noqa: E402
 from repokey import KEYRING_NAME  # noqa: E402
 
 OLD = "1:7.2+dfsg-7+deb12u18"
@@ -42,16 +42,6 @@ SECURITY = "1:7.2+dfsg-7+deb12u19"
 REBUILT = SECURITY + "+vhostblk4"
 PACKAGES = ("qemu-system-common", "qemu-system-x86", "qemu-block-extra", "qemu-system-gui")
 DEBIAN_SUITES = {"bookworm": "Debian", "bookworm-security": "Debian-Security"}
-
-
-def run(cmd, **kw):
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, check=False, **kw)
-
-
-def ok(cmd, **kw):
-    res = run(cmd, **kw)
-    assert res.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{res.stdout}\n{res.stderr}"
-    return res.stdout
 
 
 def control(name, version):
@@ -69,11 +59,7 @@ def control(name, version):
 def make_debs(out, version):
     out.mkdir(parents=True, exist_ok=True)
     for name in PACKAGES:
-        root = out / f"{name}.tree"
-        (root / "DEBIAN").mkdir(parents=True)
-        (root / "DEBIAN" / "control").write_text(control(name, version))
-        ok(["dpkg-deb", "--root-owner-group", "--build", root, out / f"{name}_{version.split(':')[1]}_amd64.deb"])
-        shutil.rmtree(root)
+        build_deb(out / f"{name}_{version.split(':')[1]}_amd64.deb", control(name, version))
     return out
 
 

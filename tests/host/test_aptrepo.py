@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,35 +26,19 @@ PKG = REPO / "packaging"
 sys.path.insert(0, str(PKG))
 
 import aptrepo  # noqa: E402
+from debtools import build_deb, ok, run  # noqa: E402
 from repokey import KEYRING_NAME, RepoKey  # noqa: E402
 
 DAY = 86400
 
 
-def run(cmd, **kw):
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, check=False, **kw)
-
-
-def ok(cmd, **kw):
-    res = run(cmd, **kw)
-    assert res.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{res.stdout}\n{res.stderr}"
-    return res.stdout
-
-
 def make_deb(out, name, version, payload=""):
     """A tiny arch:all package; payload changes the contents without changing the version."""
-    root = out / f"{name}-{version}.tree"
-    (root / "DEBIAN").mkdir(parents=True)
-    (root / "usr/share/doc" / name).mkdir(parents=True)
-    (root / "usr/share/doc" / name / "stamp").write_text(f"{name} {version} {payload}\n")
-    (root / "DEBIAN" / "control").write_text(
-        f"Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: test <t@example.org>\n"
-        f"Description: repository test package\n {name} {version}\n")
     out.mkdir(parents=True, exist_ok=True)
-    deb = out / f"{name}_{version}_all.deb"
-    ok(["dpkg-deb", "--root-owner-group", "--build", root, deb])
-    shutil.rmtree(root)
-    return deb
+    return build_deb(out / f"{name}_{version}_all.deb",
+                     f"Package: {name}\nVersion: {version}\nArchitecture: all\nMaintainer: test <t@example.org>\n"
+                     f"Description: repository test package\n {name} {version}\n",
+                     {f"usr/share/doc/{name}/stamp": f"{name} {version} {payload}\n"})
 
 
 def publish(repo, key_dir, codename, debs_dir, *extra):

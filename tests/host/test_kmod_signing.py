@@ -26,6 +26,7 @@ sys.path.insert(0, str(PKG))
 import build_all  # noqa: E402
 import build_kmod_deb  # noqa: E402
 import modkey  # noqa: E402
+from debtools import ok  # noqa: E402
 
 VERSION = (REPO / "kmod-src" / "VERSION").read_text().strip()
 MAGIC = b"~Module signature appended~\n"
@@ -35,12 +36,6 @@ PKEY_ID_PKCS7 = 2
 for tool in ("dpkg-deb", "lintian", "openssl", "modinfo", "strip"):
     if not shutil.which(tool):
         pytest.skip(f"{tool} not installed (./dev setup installs it)", allow_module_level=True)
-
-
-def ok(cmd, **kw):
-    res = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, check=False, **kw)
-    assert res.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{res.stdout}\n{res.stderr}"
-    return res.stdout
 
 
 def headers(pattern):

@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO / "tools"))
 
 import aptpin  # noqa: E402
 import pkgcommon  # noqa: E402
+from debtools import ok, run  # noqa: E402
 from repokey import KEYRING_NAME, RepoKey  # noqa: E402
 
 VERSION = (REPO / "kmod-src" / "VERSION").read_text().strip()
@@ -39,19 +40,6 @@ for tool in ("dpkg-buildpackage", "dh_dkms", "lintian", "gpg", "gpgv", "apt-get"
     if not shutil.which(tool):
         pytest.skip(f"{tool} not installed (packaging needs debhelper, dh-dkms, lintian, gnupg, "
                     "e2fsprogs, kmod)", allow_module_level=True)
-
-
-def run(cmd, **kw):
-    kw.setdefault("capture_output", True)
-    kw.setdefault("text", True)
-    res = subprocess.run([str(c) for c in cmd], **kw, check=False)
-    return res
-
-
-def ok(cmd, **kw):
-    res = run(cmd, **kw)
-    assert res.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{res.stdout}\n{res.stderr}"
-    return res.stdout
 
 
 def headers_61():
