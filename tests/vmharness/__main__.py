@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Command line: ``PYTHONPATH=tests python -m vmharness {image,create,destroy,ssh,list,sweep}``."""
+"""Command line: ``PYTHONPATH=tests python -m vmharness {image,create,reboot,destroy,ssh,list,sweep}``."""
 
 import argparse
 import json
@@ -13,12 +13,20 @@ from .image import build_image
 from .instance import Instance, create, destroy
 from .packages import build_repo_image
 from .paths import state_dir
+from .reboot import reboot
 from .recipe import RECIPES, get_recipe
 from .ssh import ssh_command
 
 
 def _base(args) -> Path:
     return Path(args.base) if args.base else state_dir() / "instances"
+
+
+def _existing(base: Path, name: str) -> Instance:
+    inst = Instance(base / name)
+    if not (inst.dir / "state.json").exists():
+        raise HarnessError(f"no instance {name!r} under {base} (see 'list')")
+    return inst
 
 
 def main(argv=None) -> int:
@@ -37,6 +45,8 @@ def main(argv=None) -> int:
     p.add_argument("--extra-disk", action="append", default=[], help="read-only extra disk for L1 (repeatable)")
     p.add_argument("--memory", type=int, default=4096, help="L1 memory in MiB")
     p.add_argument("--keep-logs-in", help="copy serial/qemu logs here when the VM stops")
+    p = sub.add_parser("reboot", help="reboot an L1 into the kernel its disk boots by default (/vmlinuz)")
+    p.add_argument("name")
     p = sub.add_parser("destroy", help="stop an L1 and delete its overlay")
     p.add_argument("name")
     p = sub.add_parser("ssh", help="run a command in L1 (interactive shell without one)")
@@ -59,12 +69,14 @@ def main(argv=None) -> int:
                           keep_logs_in=Path(args.keep_logs_in) if args.keep_logs_in else None,
                           log=lambda m: print(m, file=sys.stderr))
             print(json.dumps({"instance": args.name, "dir": str(inst.dir), **inst.ansible_host_vars()}))
+        elif args.cmd == "reboot":
+            inst = _existing(base, args.name)
+            release = reboot(inst, log=lambda m: print(m, file=sys.stderr))
+            print(json.dumps({"instance": args.name, "kernel_release": release}))
         elif args.cmd == "destroy":
             destroy(base / args.name)
         elif args.cmd == "ssh":
-            inst = Instance(base / args.name)
-            if not (inst.dir / "state.json").exists():
-                raise HarnessError(f"no instance {args.name!r} under {base} (see 'list')")
+            inst = _existing(base, args.name)
             cmd = ssh_command(inst.port, inst.key, " ".join(args.command))
             if not args.command:  # interactive: no remote command, allow a tty
                 cmd = cmd[:-1]

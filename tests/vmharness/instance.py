@@ -17,7 +17,7 @@ from .image import Image, build_image
 from .paths import REPO_ROOT, state_dir
 from .qemu import BootSpec, default_accel, free_port, l1_command, overlay_command, tail
 from .recipe import get_recipe
-from .ssh import scp_command, ssh_command
+from .ssh import scp_command, scp_from_command, ssh_command
 from .supervisor import RUNTIME, STATE
 
 DEFAULT_BOOT_TIMEOUT = float(os.environ.get("VHOSTBLK_BOOT_TIMEOUT", "600"))
@@ -79,6 +79,13 @@ class Instance:
                              capture_output=True, text=True, timeout=timeout, check=False)
         if res.returncode != 0:
             raise HarnessError(f"scp to L1:{dest} failed: {res.stderr[-2000:]}")
+
+    def get(self, remote_paths: Sequence[str], dest: Path, timeout: float = 300) -> None:
+        """Copy files out of L1 into the host directory ``dest``."""
+        res = subprocess.run(scp_from_command(self.port, self.key, remote_paths, dest),
+                             capture_output=True, text=True, timeout=timeout, check=False)
+        if res.returncode != 0:
+            raise HarnessError(f"scp of L1:{' '.join(remote_paths)} failed: {res.stderr[-2000:]}")
 
     def wait_ssh(self, timeout: float = DEFAULT_BOOT_TIMEOUT) -> float:
         """Wait until SSH answers; return the seconds it took. Fails fast if qemu died."""

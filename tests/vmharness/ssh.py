@@ -27,6 +27,12 @@ def scp_command(port: int, key: Path, sources, dest: str, user: str = "root", re
     return cmd
 
 
+def scp_from_command(port: int, key: Path, remote_paths, dest: Path, user: str = "root") -> list:
+    """Copy files out of L1 into the host directory ``dest``."""
+    return ["scp", "-q", "-i", str(key), "-P", str(port), *SSH_OPTIONS,
+            *[f"{user}@127.0.0.1:{p}" for p in remote_paths], str(dest)]
+
+
 def common_args() -> str:
     """The options as one string, for ansible_ssh_common_args."""
     return " ".join(SSH_OPTIONS)

@@ -8,6 +8,10 @@ and deletes the instance directory (overlay, logs) when any of these happens:
 - the owner process named in state.json (the test run) is gone, even if it was SIGKILLed,
 - the time-to-live expires (a forgotten VM cannot live forever),
 - qemu exits on its own (then only the overlay goes; logs stay until ``destroy``).
+
+The one exception is a reboot (vmharness/reboot.py): when qemu exits cleanly while
+``reboot.request`` exists, the supervisor starts it again from state.json's (updated) argv on
+the same overlay and keeps the previous boot's console log as ``serial.bootN.log``.
 """
 
 import json
@@ -23,10 +27,35 @@ from . import proc
 
 STATE = "state.json"
 RUNTIME = "supervisor.json"
+REBOOT_REQUEST = "reboot.request"
 
 
 def _stop_requested(_signum, _frame):
     raise KeyboardInterrupt
+
+
+def _start_qemu(instance_dir: Path, argv: list) -> subprocess.Popen:
+    """Start qemu as our child and publish its identity (and ours) in the runtime file."""
+    with open(instance_dir / "qemu.stderr", "ab") as err:
+        qemu = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                preexec_fn=proc.set_pdeathsig, cwd=instance_dir)
+    runtime = {"supervisor": proc.identity(os.getpid()), "qemu": proc.identity(qemu.pid)}
+    (instance_dir / (RUNTIME + ".tmp")).write_text(json.dumps(runtime))
+    (instance_dir / (RUNTIME + ".tmp")).rename(instance_dir / RUNTIME)
+    return qemu
+
+
+def _take_reboot_request(instance_dir: Path, returncode: int) -> bool:
+    """True (and the request consumed, the console log kept) when qemu's clean exit was a reboot."""
+    request = instance_dir / REBOOT_REQUEST
+    if returncode != 0 or not request.exists():
+        return False
+    request.unlink()
+    serial = instance_dir / "serial.log"
+    if serial.exists():
+        boots = len(list(instance_dir.glob("serial.boot*.log")))
+        serial.rename(instance_dir / f"serial.boot{boots + 1}.log")
+    return True
 
 
 def supervise(instance_dir: Path, poll: float = 0.5) -> str:
@@ -39,13 +68,12 @@ def supervise(instance_dir: Path, poll: float = 0.5) -> str:
     qemu = None
     qemu_exited_by_itself = False
     try:
-        with open(instance_dir / "qemu.stderr", "wb") as err:
-            qemu = subprocess.Popen(state["argv"], stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                    preexec_fn=proc.set_pdeathsig, cwd=instance_dir)
-        runtime = {"supervisor": proc.identity(os.getpid()), "qemu": proc.identity(qemu.pid)}
-        (instance_dir / (RUNTIME + ".tmp")).write_text(json.dumps(runtime))
-        (instance_dir / (RUNTIME + ".tmp")).rename(instance_dir / RUNTIME)
+        qemu = _start_qemu(instance_dir, state["argv"])
         while True:
+            if qemu.poll() is not None and _take_reboot_request(instance_dir, qemu.returncode):
+                _note(instance_dir, "qemu exited for a reboot: starting it again")
+                qemu = _start_qemu(instance_dir, json.loads((instance_dir / STATE).read_text())["argv"])
+                continue
             if qemu.poll() is not None:
                 reason = f"qemu exited with status {qemu.returncode}"
                 qemu_exited_by_itself = True
@@ -80,12 +108,16 @@ def supervise(instance_dir: Path, poll: float = 0.5) -> str:
     return reason
 
 
-def _record_exit(instance_dir: Path, reason: str) -> None:
+def _note(instance_dir: Path, text: str) -> None:
     try:
         with open(instance_dir / "supervisor.log", "a") as log:
-            log.write(f"{time.strftime('%H:%M:%S')} supervisor: stopping: {reason}\n")
+            log.write(f"{time.strftime('%H:%M:%S')} supervisor: {text}\n")
     except OSError:
         pass
+
+
+def _record_exit(instance_dir: Path, reason: str) -> None:
+    _note(instance_dir, f"stopping: {reason}")
 
 
 def _save_logs(instance_dir: Path, dest: Path) -> None:
