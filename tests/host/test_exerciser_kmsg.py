@@ -22,6 +22,9 @@ from vhostblk.kmsg import BAD  # noqa: E402
     "watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [vhost-blk-1.0:99]",
     "INFO: task vhost-blk-1.0:99 blocked for more than 120 seconds.",
     "refcount_t: underflow; use-after-free.",
+    "WARNING: possible circular locking dependency detected",
+    "BUG: sleeping function called from invalid context at kernel/locking/mutex.c:283",
+    "kmemleak: 2 new suspected memory leaks (see /sys/kernel/debug/kmemleak)",
 ])
 def test_flags_kernel_problems(line):
     assert BAD.search(line)

@@ -1,24 +1,26 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""`bench`: 4k random IOPS and latency through /dev/vhost-blk next to fio (io_uring)."""
+"""`bench`: 4k random IOPS and latency through /dev/vhost-blk next to fio (io_uring).
+
+Each point is measured with the Python driver (VhostRun) and the C driver (cdriver.py), one after
+the other on the same backing, then fio once."""
 
 import json
 import os
 import random
 import select
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 
+from . import cdriver
 from . import virtio as V
 from .abi import MAX_BUSYLOOP_US
 from .backend import open_backend
 from .driver import RingError, Session
 
 BS = 4096
-_U16 = struct.Struct("<H")
 _HDR = V.OUTHDR
 
 
@@ -51,6 +53,16 @@ class VhostRun:
             s.close()
 
     def _loop(self, s):
+        # The ring's 16-bit indices are stored and loaded whole through a "H" view (one 2-byte
+        # access each): struct.pack_into writes byte by byte, and a device that reads avail->idx
+        # between the two bytes (a polling worker does) sees it jump and breaks the queue.
+        u16 = memoryview(s.mem.mm).cast("H")
+        try:
+            return self._loop_on(s, u16)
+        finally:
+            u16.release()
+
+    def _loop_on(self, s, u16):
         vq, mem = s.vqs[0], s.mem
         mm = mem.mm
         is_write = self.rw == "randwrite"
@@ -71,8 +83,11 @@ class VhostRun:
             hdr_off.append(mem.off(hdr))
             st_off.append(mem.off(st))
         avail_off, used_off, num = vq._avail_off, vq._used_off, vq.num
-        used_event_off = avail_off + 4 + 2 * num
-        avail_event_off = used_off + 4 + 8 * num
+        # indices into u16 (the rings are 2-byte aligned, the used ring 4096)
+        avail_idx_at, used_idx_at = (avail_off + 2) // 2, (used_off + 2) // 2
+        used_event_at = (avail_off + 4 + 2 * num) // 2
+        avail_event_at = (used_off + 4 + 8 * num) // 2
+        used_ring_at = (used_off + 4) // 2      # element k: id at +4k (low half, little-endian)
         kick, call, err = s.kick[0], s.call[0], s.err[0]
         poll = select.poll()
         poll.register(call, select.POLLIN)
@@ -88,22 +103,22 @@ class VhostRun:
         def submit(i, avail_idx):
             _HDR.pack_into(mm, hdr_off[i], rtype, 0, randrange(nblocks) * 8)
             mm[st_off[i]] = 0xEE
-            _U16.pack_into(mm, avail_off + 4 + 2 * (avail_idx % num), 3 * i)
+            u16[(avail_off + 4) // 2 + avail_idx % num] = 3 * i
             submit_t[i] = clock()
             return (avail_idx + 1) & 0xFFFF
 
         t0 = clock()
         for i in range(self.qd):
             avail_idx = submit(i, avail_idx)
-        _U16.pack_into(mm, avail_off + 2, avail_idx)
+        u16[avail_idx_at] = avail_idx
         os.eventfd_write(kick, 1)
         end = t0 + self.runtime
         stopping = False
         inflight = self.qd
         timeout_ms = int(self.timeout * 1000)
         while inflight:
-            _U16.pack_into(mm, used_event_off, last_used)
-            used_idx = _U16.unpack_from(mm, used_off + 2)[0]
+            u16[used_event_at] = last_used
+            used_idx = u16[used_idx_at]
             if used_idx == last_used:
                 ev = poll.poll(timeout_ms)
                 if not ev:
@@ -122,7 +137,7 @@ class VhostRun:
                 stopping = True
             old_avail = avail_idx
             while last_used != used_idx:
-                head = _U16.unpack_from(mm, used_off + 4 + 8 * (last_used % num))[0]
+                head = u16[used_ring_at + 4 * (last_used % num)]
                 last_used = (last_used + 1) & 0xFFFF
                 i = slot_of_head[head]
                 lat_sum += now - submit_t[i]
@@ -134,8 +149,8 @@ class VhostRun:
                 else:
                     avail_idx = submit(i, avail_idx)
             if avail_idx != old_avail:
-                _U16.pack_into(mm, avail_off + 2, avail_idx)
-                if V.vring_need_event(_U16.unpack_from(mm, avail_event_off)[0],
+                u16[avail_idx_at] = avail_idx
+                if V.vring_need_event(u16[avail_event_at],
                                       avail_idx, old_avail):
                     os.eventfd_write(kick, 1)
         elapsed = clock() - t0
@@ -155,14 +170,32 @@ def fio_run(path, size, rw, qd, runtime, buffered=False):
     doc = json.loads(p.stdout[p.stdout.index("{"):])
     job = doc["jobs"][0]["write" if rw == "randwrite" else "read"]
     lat = job.get("lat_ns") or job.get("clat_ns") or {}
+    p99 = (job.get("clat_ns") or {}).get("percentile", {}).get("99.000000")
     direct = doc["jobs"][0].get("job options", {}).get("direct", "1")
     return {"iops": job["iops"], "lat_us": lat.get("mean", 0.0) / 1000.0,
+            "p99_us": p99 / 1000.0 if p99 is not None else None,
             "ios": job.get("total_ios", 0), "direct": int(direct)}
 
 
 class Bench:
     def __init__(self, args, open_device, rep, abi):
         self.args, self.open_device, self.rep, self.abi = args, open_device, rep, abi
+        self.cexe = None
+        self.cnote = None
+
+    def _build_cdriver(self):
+        """Compile the C driver (None and a note when it cannot run here; False: build failed)."""
+        if self.args.fake:
+            self.cnote = "C driver not run: it drives the module, not the in-process fake device"
+            return True
+        try:
+            self.cexe = cdriver.build(self.abi.path)
+        except cdriver.CDriverUnavailable as e:
+            self.cnote = f"C driver not run: {e}"
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            self.cnote = f"C driver build failed: {e}"
+            return False
+        return True
 
     def run(self):
         args = self.args
@@ -185,6 +218,7 @@ class Bench:
                 any(q < 1 or q > 300 for q in qds):
             print("bench: --rw randread,randwrite and 1 <= qd <= 300", file=sys.stderr)
             return 2
+        cbuilt = self._build_cdriver()
         tmp = None
         path = args.file
         if not path:
@@ -206,7 +240,7 @@ class Bench:
             if tmp:
                 os.unlink(tmp)
         self._print(rows)
-        return 0 if all(r.get("ok", True) for r in rows) else 1
+        return 0 if cbuilt and all(r.get("ok", True) for r in rows) else 1
 
     def _prepare(self, path, size):
         """Make sure every block of the file is allocated (reads must hit storage)."""
@@ -242,6 +276,16 @@ class Bench:
                 row["ok"] = False
             if row["vhost"].get("errors"):
                 row["ok"] = False
+            if self.cexe:
+                self._drop_cache(fd)
+                try:
+                    row["cdriver"] = cdriver.run(
+                        self.cexe, a.device or "/dev/" + self.abi.strings.get(
+                            "VHOST_BLK_DEVICE_NAME", "vhost-blk"),
+                        path, rw, qd, a.runtime, a.timeout, a.seed, poll, a.buffered)
+                except (RuntimeError, ValueError, subprocess.SubprocessError) as e:
+                    row["cdriver"] = {"error": str(e)}
+                    row["ok"] = False
             rows.append(row)
         if use_fio:
             self._drop_cache(fd)
@@ -254,36 +298,48 @@ class Bench:
                 if "error" in fio:
                     row["ok"] = False
         for row in rows:
-            v, f = row.get("vhost", {}), row.get("fio", {})
-            if "iops" in v and "iops" in f and f["iops"]:
-                row["ratio_iops"] = v["iops"] / f["iops"]
-                row["ratio_lat"] = v["lat_us"] / f["lat_us"] if f["lat_us"] else None
+            f = row.get("fio", {})
+            for side, suffix in (("vhost", ""), ("cdriver", "_c")):
+                v = row.get(side, {})
+                if "iops" in v and "iops" in f and f["iops"]:
+                    row["ratio_iops" + suffix] = v["iops"] / f["iops"]
+                    row["ratio_lat" + suffix] = v["lat_us"] / f["lat_us"] if f["lat_us"] else None
         return rows
 
     def _print(self, rows):
         if self.args.json:
             json.dump({"command": "bench", "runtime": self.args.runtime, "block_size": BS,
-                       "rows": rows}, sys.stdout, indent=1)
+                       "cdriver_note": self.cnote, "rows": rows}, sys.stdout, indent=1)
             print()
             return
 
+        def num(v, fmt, width):
+            return f"{v:{width}{fmt}}" if v is not None else f"{'-':>{width}}"
+
         def cell(d):
             if "error" in d:
-                return f"{'error':>10} {'':>9}"
+                return f"{'error':>10} {'':>9} {'':>9}"
             if not d:
-                return f"{'-':>10} {'-':>9}"
-            return f"{d['iops']:10.0f} {d['lat_us']:9.1f}"
-        print(f"4k random I/O, {self.args.runtime:g}s per run; latency = mean completion "
-              f"latency in microseconds")
-        print(f"{'workload':10} {'qd':>4} {'poll us':>7} | {'vhost IOPS':>10} {'lat us':>9} | "
-              f"{'fio IOPS':>10} {'lat us':>9} | {'IOPS ratio':>10} {'lat ratio':>9}")
+                return f"{'-':>10} {'-':>9} {'-':>9}"
+            return f"{d['iops']:10.0f} {d['lat_us']:9.1f} {num(d.get('p99_us'), '.1f', 9)}"
+        print(f"4k random I/O, {self.args.runtime:g}s per run; latency = mean and 99th percentile "
+              f"completion latency in microseconds; driver: the exerciser's Python driver or the C "
+              f"driver (cbench/vblk_bench.c) on /dev/vhost-blk; ratios = vhost-blk / fio")
+        print(f"{'workload':10} {'qd':>4} {'poll us':>7} {'driver':6} | {'vhost IOPS':>10} "
+              f"{'lat us':>9} {'p99 us':>9} | {'fio IOPS':>10} {'lat us':>9} {'p99 us':>9} | "
+              f"{'IOPS ratio':>10} {'lat ratio':>9}")
         for r in rows:
-            ratio = f"{r['ratio_iops']:10.2f}" if "ratio_iops" in r else f"{'-':>10}"
-            lr = f"{r['ratio_lat']:9.2f}" if r.get("ratio_lat") else f"{'-':>9}"
-            print(f"{r['rw']:10} {r['qd']:>4} {r['busyloop_us']:>7} | {cell(r.get('vhost', {}))} | "
-                  f"{cell(r.get('fio', {}))} | {ratio} {lr}")
-            for side in ("vhost", "fio"):
+            for side, name, suffix in (("vhost", "python", ""), ("cdriver", "C", "_c")):
+                if side == "cdriver" and side not in r:
+                    continue
+                ratio = num(r.get("ratio_iops" + suffix), ".2f", 10)
+                lr = num(r.get("ratio_lat" + suffix), ".2f", 9)
+                print(f"{r['rw']:10} {r['qd']:>4} {r['busyloop_us']:>7} {name:6} | "
+                      f"{cell(r.get(side, {}))} | {cell(r.get('fio', {}))} | {ratio} {lr}")
+            for side in ("vhost", "cdriver", "fio"):
                 if "error" in r.get(side, {}):
                     print(f"   {side} error: {r[side]['error']}")
             if r.get("vhost", {}).get("errors"):
                 print(f"   vhost: {r['vhost']['errors']} requests did not return OK")
+        if self.cnote:
+            print(self.cnote)

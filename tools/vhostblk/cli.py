@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Command line: python3 -m vhostblk selftest|fuzz|bench."""
+"""Command line: python3 -m vhostblk selftest|fuzz|racefuzz|bench."""
 
 import argparse
 import sys
@@ -28,6 +28,20 @@ def _common(p):
                    help="seconds to wait for any completion before failing (default 30)")
     p.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
+
+
+def _race_ops():
+    from .racefuzz import OPS
+    return OPS
+
+
+def _ops(text):
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in _race_ops()]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown operation(s) {bad or text!r}; known: "
+                                         + ",".join(sorted(_race_ops())))
+    return names
 
 
 def build_parser():
@@ -91,6 +105,37 @@ def build_parser():
                     help="seconds between progress lines (0: none)")
     _common(fz)
 
+    rf = sub.add_parser("racefuzz", help="race ioctls and close against I/O on several queues",
+                        description="Rounds of one device lifetime each: I/O threads on 1..--queues "
+                        "queues (reads checked against the last completed write, ring resets with "
+                        "requests in flight) while --threads threads issue SET_MEM_TABLE, "
+                        "SET_BACKEND swaps and detaches, GET_VRING_BASE + SET_VRING_NUM/BASE/ADDR, "
+                        "SET_VRING_KICK/CALL, busy-loop changes and ioctls that must fail; then the "
+                        "device is closed under them. Fails on an undocumented errno, a request not "
+                        "completed within --timeout, a ring error, wrong status or data, a thread "
+                        "stuck in the module, or BUG/WARNING/KASAN/lockdep lines in the kernel log.")
+    rf.add_argument("--rounds", type=int, default=100, help="device lifetimes (default 100)")
+    rf.add_argument("--first-round", type=int, default=0,
+                    help="number of the first round (with --seed: replays a reported round)")
+    rf.add_argument("--seconds", type=float, default=0,
+                    help="start no round after this many seconds (default 0: no limit)")
+    rf.add_argument("--round-seconds", type=float, default=1.0,
+                    help="longest time before the close in a round (default 1.0)")
+    rf.add_argument("--queues", type=int, default=4, help="most queues per round (default 4)")
+    rf.add_argument("--threads", type=int, default=2, help="control threads (default 2)")
+    rf.add_argument("--ops", type=_ops, default=None,
+                    help="comma-separated control operations to use (default all: "
+                         + ",".join(sorted(_race_ops())) + ")")
+    rf.add_argument("--reset-ratio", type=float, default=0.03,
+                    help="share of I/O batches followed by a ring reset with requests in flight "
+                         "(default 0.03)")
+    rf.add_argument("--file", default=None,
+                    help="backing file (default: a temporary 16 MiB file, removed afterwards)")
+    rf.add_argument("--no-kmsg", action="store_true", help="do not check the kernel log")
+    rf.add_argument("--progress", type=float, default=10.0,
+                    help="seconds between progress lines (0: none)")
+    _common(rf)
+
     be = sub.add_parser("bench", help="4k random IOPS and latency vs fio (io_uring)",
                         description="4k random read and write through /dev/vhost-blk from "
                         "this Python driver and through fio (ioengine=io_uring, direct=1, or "
@@ -132,6 +177,14 @@ def main(argv=None):
     if args.cmd == "fuzz":
         from .fuzz import Fuzzer
         Fuzzer(args, factory, rep, abi).run()
+        return rep.finish()
+    if args.cmd == "racefuzz":
+        from .racefuzz import OPS, RaceFuzzer
+        if args.queues < 1 or args.queues > 8 or args.threads < 0 or args.rounds < 1:
+            print("--queues must be 1..8, --threads >= 0, --rounds >= 1", file=sys.stderr)
+            return 2
+        args.ops = args.ops or sorted(OPS)
+        RaceFuzzer(args, factory, rep, abi).run()
         return rep.finish()
     if args.cmd == "bench":
         from .bench import Bench

@@ -66,6 +66,7 @@ class _Vring:
         self.kick = self.call = self.err = -1
         self.broken = False
         self.busyloop_us = 0
+        self.stopped = False      # GET_VRING_BASE: no new requests until SET_VRING_BASE/KICK
 
 
 class FakeVhostBlk:
@@ -146,6 +147,8 @@ class FakeVhostBlk:
     def set_features(self, f):
         if f & ~self.get_features():
             raise OSError(errno.EOPNOTSUPP, "unknown features")
+        if not f & V.bit(V.F_VERSION_1):
+            raise OSError(errno.EINVAL, "VERSION_1 not acked")
         if f & V.bit(V.VHOST_F_LOG_ALL) and self.log_base and not self._covers(self.regions):
             raise OSError(errno.EFAULT, "dirty log does not cover the memory table")
         self.features = f
@@ -180,16 +183,23 @@ class FakeVhostBlk:
 
     def set_vring_base(self, i, base):
         vq = self._vq(i)
-        vq.last_avail = vq.used_idx = vq.signalled_used = base & 0xFFFF
-        vq.broken = False
+        if base > 0xFFFF:
+            raise OSError(errno.EINVAL, "base beyond 16 bits")
+        vq.last_avail = vq.used_idx = vq.signalled_used = base
+        vq.broken = vq.stopped = False
         if vq.kick >= 0:
             os.eventfd_write(vq.kick, 1)      # a restarted ring needs no new kick (the module kicks itself)
 
     def get_vring_base(self, i):
-        return self._vq(i).last_avail
+        vq = self._vq(i)
+        with self._lock:      # the pass in progress (and its used entries) is over
+            vq.stopped = True
+            return vq.last_avail
 
     def set_vring_addr(self, i, desc, used, avail, flags=0, log=0):
         vq = self._vq(i)
+        if desc & 15 or avail & 1 or used & 3:
+            raise OSError(errno.EINVAL, "misaligned ring")
         vq.desc, vq.used, vq.avail = desc, used, avail
         vq.broken = False
 
@@ -202,6 +212,7 @@ class FakeVhostBlk:
             self._workers += 1
             vq.worker = True
         vq.kick = fd
+        vq.stopped = False
         os.write(self._stop_w, b"r")          # re-read the fd set
 
     def set_vring_call(self, i, fd):
@@ -220,6 +231,8 @@ class FakeVhostBlk:
 
     def set_backend(self, fd, flags=0):
         readonly = bool(flags & self.abi.VHOST_BLK_BACKEND_F_READONLY)
+        if fd >= 0 and not (stat.S_ISREG(os.fstat(fd).st_mode) or stat.S_ISBLK(os.fstat(fd).st_mode)):
+            raise OSError(errno.EINVAL, "backend is neither a regular file nor a block device")
         if fd >= 0 and fs_type(fd) in PSEUDO_FS:
             raise OSError(errno.EINVAL, "backend on a pseudo filesystem")
         if fd >= 0 and not readonly:   # refused: the old backend stays, as in the module
@@ -299,10 +312,19 @@ class FakeVhostBlk:
                 self._wr(addr, bytes([cur | 1 << (pfn % 8)]))
 
     def _hva(self, gpa, length):
-        for start, size, uaddr in self.regions:
-            if start <= gpa and gpa + length <= start + size and length >= 0:
-                return uaddr + gpa - start
-        raise BadRing(f"GPA {gpa:#x}+{length} outside memory table")
+        """User address of [gpa, gpa + length); it may span regions that are adjacent in both
+        spaces (the module copies region by region; the fake needs one contiguous range)."""
+        regions, hva, hva_next, end = list(self.regions), None, None, gpa + max(length, 1)
+        if length < 0:
+            raise BadRing(f"negative length {length}")
+        while gpa < end:
+            r = next(((s, n, u) for s, n, u in regions if s <= gpa < s + n), None)
+            if r is None or (hva_next is not None and r[2] + gpa - r[0] != hva_next):
+                raise BadRing(f"GPA {gpa:#x}+{length} outside memory table")
+            hva = r[2] + gpa - r[0] if hva is None else hva
+            hva_next = r[2] + r[1]
+            gpa = r[0] + r[1]
+        return hva
 
     @staticmethod
     def _rd(hva, n):
@@ -334,7 +356,7 @@ class FakeVhostBlk:
 
     def _process(self, q):
         vq = self.vrings[q]
-        if vq.broken or not vq.num or self.backend_fd < 0:
+        if vq.broken or vq.stopped or not vq.num or self.backend_fd < 0:
             return
         event_idx = bool(self.features & V.bit(V.F_EVENT_IDX))
         try:

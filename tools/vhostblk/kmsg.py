@@ -9,7 +9,7 @@ import subprocess
 BAD = re.compile(r"BUG:|WARNING:|Oops|general protection|KASAN|UBSAN|stack guard|"
                  r"kernel BUG|cut here|Call Trace|soft lockup|hung_task|blocked for more than|"
                  r"rcu.*stall|refcount_t:|list_(add|del) corruption|double free|"
-                 r"use-after-free|stack-protector|Kernel panic")
+                 r"use-after-free|stack-protector|Kernel panic|suspected memory leak")
 
 
 class KmsgWatch:

@@ -1,0 +1,442 @@
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""`racefuzz`: ioctls and close racing real I/O on several queues; the kernel must survive.
+
+A run is a series of rounds; each round is one device lifetime: open, set up 1..--queues queues,
+then at the same time
+- one I/O thread per queue (raceio.QueueIO: writes, reads checked against the last completed
+  write, FLUSH, GET_ID; now and then a ring reset with requests in flight),
+- --threads control threads doing, in a seeded random order: SET_MEM_TABLE (the same guest RAM in
+  other region layouts), SET_BACKEND swaps (the backing opened again, O_DIRECT or not, now and
+  then read-only) and detach/re-attach, GET_VRING_BASE + SET_VRING_NUM/BASE/ADDR (stop and resume),
+  SET_VRING_KICK/CALL rebinding, SET_VRING_ADDR/NUM on a running queue, busy-loop timeout changes,
+  GET_INFO/GET_FEATURES, and ioctls that must fail with one exact errno;
+until the main thread closes the device under all of them, at a random moment.
+
+Every ioctl error must be one the module documents for that call (kmod-src/README.md); a request
+that does not complete within --timeout, a ring error, a wrong status or wrong data, a thread stuck
+in an ioctl, and new BUG/WARNING/KASAN/lockdep lines in the kernel log fail the run. The op
+sequences come from --seed and the round number (a failure names its round: ``--seed S
+--first-round R --rounds 1`` replays that round's choices; the thread interleaving is the kernel's).
+"""
+
+import collections
+import errno
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+
+from . import virtio as V
+from .abi import MAX_BUSYLOOP_US
+from .backend import open_backend
+from .driver import Session
+from .guestmem import GuestMemory
+from .kmsg import KmsgWatch
+from .raceio import BLOCK, Expected, QueueIO
+
+FILE_SIZE = 16 << 20
+MEM_SIZE = 16 << 20
+QUEUE_SIZES = (16, 64, 256)
+BUSYLOOP_VALUES = (0, 0, 1, 20, 200, 2000, MAX_BUSYLOOP_US)
+MAX_SAMPLES = 20
+# control operation -> weight
+OPS = {"mem_table": 10, "swap": 10, "detach": 4, "stop_resume": 10, "rebind": 4, "addr_live": 5,
+       "num_live": 5, "busyloop": 10, "info": 5, "invalid": 6}
+# what a call may fail with (besides nothing) when the module works as documented
+MAY_FAIL = {"set_vring_num_live": {errno.EBUSY}}
+
+
+class Stats:
+    def __init__(self):
+        self.counts = collections.Counter()
+        self.lock = threading.Lock()
+
+    def add(self, key, n=1):
+        with self.lock:
+            self.counts[key] += n
+
+
+def round_random(seed, round_no, who):
+    """The random source of one thread of one round (reproducible from the seed)."""
+    return random.Random(f"{seed}:{round_no}:{who}")
+
+
+def _pick(rnd, names):
+    return rnd.choices(names, [OPS[o] for o in names])[0]
+
+
+def op_plan(seed, round_no, thread, n, ops=None):
+    """The first ``n`` control operations control thread ``thread`` of round ``round_no`` runs."""
+    rnd = round_random(seed, round_no, f"ctl{thread}")
+    names = sorted(ops or OPS)
+    return [_pick(rnd, names) for _i in range(n)]
+
+
+def layouts(mem, extra, rnd):
+    """A memory table equivalent to mem.regions(): the same RAM split at random page
+    boundaries into 1-4 regions, sometimes with an unrelated extra region beyond it."""
+    (gpa, size, hva), = mem.regions()
+    cuts = sorted(rnd.sample(range(1, size // BLOCK), rnd.randint(0, 3)))
+    bounds = [0] + [c * BLOCK for c in cuts] + [size]
+    regions = [(gpa + a, b - a, hva + a) for a, b in zip(bounds, bounds[1:])]
+    if rnd.random() < 0.3:
+        regions.append((gpa + size + (1 << 30), extra.size, extra.hva))
+    rnd.shuffle(regions)
+    return regions
+
+
+class Round:
+    """One device lifetime: its session, locks, and the calls the threads make on it."""
+
+    def __init__(self, fz, no):
+        self.fz, self.no, self.args = fz, no, fz.args
+        self.stats, self.expected = fz.stats, fz.expected
+        rnd = round_random(self.args.seed, no, "setup")
+        self.rnd = rnd
+        self.nq = rnd.randint(1, self.args.queues)
+        want = V.bit(V.BLK_F_FLUSH) | V.bit(V.BLK_F_MQ)
+        want |= V.bit(V.F_EVENT_IDX) if rnd.random() < 0.5 else 0
+        want |= V.bit(V.F_INDIRECT_DESC) if rnd.random() < 0.5 else 0
+        self.readonly = False
+        self.ro_gen = 0
+        self.closed = False
+        self._stop = threading.Event()
+        self.ctl = [threading.Lock() for _q in range(self.nq)]
+        self.doing = {}                                  # thread name -> (op, since)
+        self.backend_fd = fz.open_backing(rnd.random() < 0.3)
+        self.session = Session(fz.open_device, MEM_SIZE, self.nq, rnd.choice(QUEUE_SIZES), want=want,
+                               indirect_max=4, backend=(self.backend_fd, 0),
+                               busyloop_us=rnd.choice(BUSYLOOP_VALUES))
+        self.extra = GuestMemory(1 << 20)
+        self.be_lock = threading.Lock()
+
+    def stopping(self):
+        return self._stop.is_set()
+
+    def fail(self, kind, msg):
+        self.fz.failure(kind, f"round {self.no}: {msg}")
+
+    def ioctl(self, name, fn, *args, may_fail=()):
+        """Call ``fn(*args)``; (True, result), or (False, None) after an error, which is a failure
+        unless it is in ``may_fail`` or comes after the close (ENOTTY: the fd is /dev/null then)."""
+        me = threading.current_thread().name
+        if self.closed:
+            return False, None
+        self.doing[me] = (name, time.monotonic())
+        try:
+            res = fn(*args)
+        except OSError as e:
+            code = errno.errorcode.get(e.errno, str(e.errno))
+            if self.closed and (e.errno == errno.ENOTTY or not self.session.dev.IN_KERNEL):
+                self.stats.add("ioctl_after_close")
+            elif e.errno in may_fail or e.errno in MAY_FAIL.get(name, ()):
+                self.stats.add(f"{name}:{code}")
+            else:
+                self.fail("errno", f"{name}{args!r:.80} failed with {code} ({e.strerror}), not a "
+                          f"documented result of that call")
+            return False, None
+        finally:
+            self.doing.pop(me, None)
+        self.stats.add(name)
+        return True, res
+
+    # closing ---------------------------------------------------------------------------------
+    def close_device(self):
+        """Close the device fd under the running threads. For the kernel device the fd number is
+        pointed at /dev/null (dup2 closes the device's file atomically and the number cannot be
+        reused by another thread's open), so late ioctls get ENOTTY instead of hitting another file."""
+        self.closed = True
+        dev = self.session.dev
+        if dev.IN_KERNEL:
+            null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            os.dup2(null, dev.fd)
+            os.close(null)
+        else:
+            dev.close()                  # again in cleanup(): the fake takes that
+        self.stats.add("closes")
+
+    def stop(self):
+        self._stop.set()
+
+    def cleanup(self):
+        self.session.close()
+        self.extra.close()
+        os.close(self.backend_fd)
+
+
+class Control:
+    """One control thread: ioctls from OPS against every queue of the round."""
+
+    def __init__(self, rd, index):
+        self.rd, self.index = rd, index
+        self.plan = round_random(rd.args.seed, rd.no, f"ctl{index}")      # op_plan's sequence
+        self.rnd = round_random(rd.args.seed, rd.no, f"ctl{index}-args")
+        self.names = sorted(rd.args.ops)
+
+    def run(self):
+        rd = self.rd
+        while not rd.stopping() and not rd.closed:
+            getattr(self, _pick(self.plan, self.names))()
+            time.sleep(self.rnd.random() * 0.003)
+
+    def _q(self):
+        return self.rnd.randrange(self.rd.nq)
+
+    def mem_table(self):
+        rd = self.rd
+        rd.ioctl("set_mem_table", rd.session.dev.set_mem_table,
+                 layouts(rd.session.mem, rd.extra, self.rnd))
+
+    def _attach(self, direct, readonly):
+        rd = self.rd
+        fd = rd.fz.open_backing(direct, readonly)
+        with rd.be_lock:
+            flags = rd.fz.abi.VHOST_BLK_BACKEND_F_READONLY if readonly else 0
+            if readonly:
+                rd.ro_gen += 1
+                rd.readonly = True
+            ok, _r = rd.ioctl("set_backend", rd.session.dev.set_backend, fd, flags)
+            if ok:
+                os.close(rd.backend_fd)
+                rd.backend_fd = fd
+                if not readonly:
+                    rd.readonly = False
+                    rd.ro_gen += 1
+            else:
+                os.close(fd)
+
+    def swap(self):
+        self._attach(self.rnd.random() < 0.4, self.rnd.random() < 0.1)
+
+    def detach(self):
+        rd = self.rd
+        with rd.be_lock:
+            ok, _r = rd.ioctl("set_backend_detach", rd.session.dev.set_backend, -1, 0)
+        if ok:
+            time.sleep(self.rnd.random() * 0.01)
+            self._attach(self.rnd.random() < 0.4, False)
+
+    def stop_resume(self):
+        """GET_VRING_BASE stops the queue; NUM/BASE/ADDR with that base resume it where it was."""
+        rd, q = self.rd, self._q()
+        dev, vq = rd.session.dev, rd.session.vqs[q]
+        with rd.ctl[q]:
+            ok, base = rd.ioctl("get_vring_base", dev.get_vring_base, q)
+            if not ok:
+                return
+            time.sleep(self.rnd.random() * 0.003)      # the guest keeps adding and kicking
+            if self.rnd.random() < 0.5 and not rd.ioctl("set_vring_num", dev.set_vring_num, q, vq.num)[0]:
+                return
+            if not rd.ioctl("set_vring_base", dev.set_vring_base, q, base)[0]:
+                return
+            if self.rnd.random() < 0.5:
+                rd.ioctl("set_vring_addr", dev.set_vring_addr, q, *vq.hva_addrs())
+
+    def rebind(self):
+        rd, q = self.rd, self._q()
+        s = rd.session
+        with rd.ctl[q]:
+            if self.rnd.random() < 0.5:
+                rd.ioctl("set_vring_kick", s.dev.set_vring_kick, q, s.kick[q])
+            else:
+                rd.ioctl("set_vring_call", s.dev.set_vring_call, q, s.call[q])
+
+    def addr_live(self):
+        rd, q = self.rd, self._q()
+        rd.ioctl("set_vring_addr_live", rd.session.dev.set_vring_addr, q, *rd.session.vqs[q].hva_addrs())
+
+    def num_live(self):
+        rd, q = self.rd, self._q()
+        rd.ioctl("set_vring_num_live", rd.session.dev.set_vring_num, q, rd.session.vqs[q].num)
+
+    def busyloop(self):
+        rd, q = self.rd, self._q()
+        dev = rd.session.dev
+        if rd.ioctl("set_busyloop", dev.set_vring_busyloop_timeout, q, self.rnd.choice(BUSYLOOP_VALUES))[0]:
+            ok, val = rd.ioctl("get_busyloop", dev.get_vring_busyloop_timeout, q)
+            if ok and not 0 <= val <= MAX_BUSYLOOP_US:
+                rd.fail("value", f"GET_VRING_BUSYLOOP_TIMEOUT of queue {q} returned {val}")
+
+    def info(self):
+        rd = self.rd
+        ok, info = rd.ioctl("get_info", rd.session.dev.get_info)
+        if ok and info["capacity"] not in (0, FILE_SIZE // V.SECTOR):
+            rd.fail("value", f"GET_INFO capacity {info['capacity']}, backing has {FILE_SIZE // V.SECTOR}")
+        ok, feats = rd.ioctl("get_features", rd.session.dev.get_features)
+        if ok and not feats & V.bit(V.F_VERSION_1):
+            rd.fail("value", f"GET_FEATURES {feats:#x} lacks VERSION_1")
+
+    def invalid(self):
+        """One call the module must refuse with exactly one errno, whatever else is going on."""
+        rd, q = self.rd, self._q()
+        dev, vq = rd.session.dev, rd.session.vqs[q]
+        desc, used, avail = vq.hva_addrs()
+        cases = [
+            ("bad_vring_num", errno.EINVAL, dev.set_vring_num, (q, 3)),
+            ("bad_vring_index", errno.ENOBUFS, dev.set_vring_num, (rd.fz.max_queues, 64)),
+            ("bad_vring_base", errno.EINVAL, dev.set_vring_base, (q, 0x10000)),
+            ("bad_vring_addr", errno.EINVAL, dev.set_vring_addr, (q, desc + 8, used, avail)),
+            ("bad_busyloop", errno.EINVAL, dev.set_vring_busyloop_timeout, (q, MAX_BUSYLOOP_US + 1)),
+            ("bad_features", errno.EINVAL, dev.set_features, (V.bit(V.F_EVENT_IDX),)),
+            ("bad_backend_dir", errno.EINVAL, None, None),
+            ("bad_backend_append", errno.EINVAL, None, None),
+        ]
+        name, want, fn, args = self.rnd.choice(cases)
+        fd = -1
+        if name == "bad_backend_dir":
+            fd = os.open(os.path.dirname(rd.fz.path) or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        elif name == "bad_backend_append":
+            fd = os.open(rd.fz.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+        if fd >= 0:
+            fn, args = dev.set_backend, (fd, 0)
+        try:
+            ok, _r = rd.ioctl(name, fn, *args, may_fail={want})
+            if ok:
+                rd.fail("errno", f"{name}{args!r:.80} succeeded; the module must refuse it with "
+                        f"{errno.errorcode[want]}")
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+
+class RaceFuzzer:
+    def __init__(self, args, open_device, rep, abi):
+        self.args, self.open_device, self.rep, self.abi = args, open_device, rep, abi
+        self.stats = Stats()
+        self.expected = Expected()
+        self.samples = []
+        self.failures = collections.Counter()
+        self.fail_lock = threading.Lock()
+        self.rounds = 0
+        self.hung = None
+        self.path = None
+        self.max_queues = 8
+
+    def failure(self, kind, msg):
+        with self.fail_lock:
+            self.failures[kind] += 1
+            if len(self.samples) < MAX_SAMPLES:
+                self.samples.append(msg)
+                print(f"  ! {msg}", file=sys.stderr, flush=True)
+
+    def open_backing(self, direct, readonly=False):
+        flags = (os.O_RDONLY if readonly else os.O_RDWR) | os.O_CLOEXEC | (os.O_DIRECT if direct else 0)
+        try:
+            return os.open(self.path, flags)
+        except OSError:                  # a filesystem without O_DIRECT
+            return os.open(self.path, flags & ~os.O_DIRECT)
+
+    def run(self):
+        args, rep = self.args, self.rep
+        tmp = None
+        if args.file:
+            self.path = args.file
+        else:
+            tmpfd, tmp = tempfile.mkstemp(prefix="vhostblk-racefuzz-", suffix=".img")
+            os.close(tmpfd)
+            self.path = tmp
+        fd, size, _blk = open_backend(self.path, FILE_SIZE)
+        os.close(fd)
+        if size < FILE_SIZE:
+            rep.check("backing size", False, f"{self.path} has {size} bytes, need {FILE_SIZE}")
+            return
+        watch = None if args.no_kmsg else KmsgWatch()
+        if watch is not None and watch.source is None:
+            rep.check("kernel log readable", False, "neither /dev/kmsg nor dmesg work")
+            watch = None
+        t0 = time.monotonic()
+        last = t0
+        try:
+            for no in range(args.first_round, args.first_round + args.rounds):
+                if args.seconds and time.monotonic() - t0 >= args.seconds:
+                    break
+                if not self._round(no):
+                    break
+                self.rounds += 1
+                now = time.monotonic()
+                if args.progress and now - last >= args.progress:
+                    last = now
+                    c = self.stats.counts
+                    print(f"  .. {self.rounds} rounds, {sum(v for k, v in c.items() if k.startswith('req_'))} "
+                          f"requests, {c['ring_resets']} ring resets, {len(self.samples)} failures",
+                          file=sys.stderr, flush=True)
+        finally:
+            if tmp and not self.hung:
+                os.unlink(tmp)
+        self._report(time.monotonic() - t0, watch)
+
+    def _round(self, no):
+        """Run one round; False when the run must stop (a thread hung or the setup failed)."""
+        try:
+            rd = Round(self, no)
+        except OSError as e:
+            self.failure("setup", f"round {no}: cannot open the backing: {e}")
+            return False
+        try:
+            rd.session.start()
+        except OSError as e:
+            self.failure("setup", f"round {no}: device setup failed: {e}")
+            rd.cleanup()
+            return False
+        self.max_queues = rd.session.dev.get_info()["max_queues"]
+        span = FILE_SIZE // BLOCK // self.args.queues
+        threads = [threading.Thread(target=QueueIO(rd, q, round_random(self.args.seed, no, f"io{q}"),
+                                                   q * span, span).run, name=f"io{q}", daemon=True)
+                   for q in range(rd.nq)]
+        threads += [threading.Thread(target=Control(rd, i).run, name=f"ctl{i}", daemon=True)
+                    for i in range(self.args.threads)]
+        for t in threads:
+            t.start()
+        time.sleep(rd.rnd.uniform(0.02, self.args.round_seconds))
+        rd.close_device()
+        rd.stop()
+        deadline = time.monotonic() + self.args.timeout + 10
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        stuck = [t.name for t in threads if t.is_alive()]
+        if stuck:
+            now = time.monotonic()
+            what = ", ".join(f"{n} in {rd.doing[n][0]} for {now - rd.doing[n][1]:.0f}s"
+                             if n in rd.doing else f"{n} (not in an ioctl)" for n in stuck)
+            self.hung = what
+            self.failure("hang", f"round {no}: threads still running {self.args.timeout + 10:.0f}s "
+                         f"after the close: {what}")
+            return False                 # its memory may still be in use: leave it mapped
+        rd.cleanup()
+        return True
+
+    def _report(self, elapsed, watch):
+        rep, c = self.rep, self.stats.counts
+        rep.note("rounds", self.rounds)
+        rep.note("seconds", round(elapsed, 1))
+        rep.note("requests", {k[4:]: v for k, v in sorted(c.items()) if k.startswith("req_")})
+        rep.note("ioctls", {k: v for k, v in sorted(c.items()) if not k.startswith(("req_", "blocks_"))})
+        rep.note("blocks_verified", c["blocks_verified"])
+        rep.check("ran rounds", self.rounds >= min(self.args.rounds, 1), f"{self.rounds} rounds")
+        rep.check("no thread hung in the module", self.hung is None, self.hung or "")
+        for kind, what in (("errno", "every ioctl result as documented"),
+                           ("timeout", "every request completed (no lost kick, no hang)"),
+                           ("ring-error", "no ring error on valid rings"),
+                           ("vring-base", "GET_VRING_BASE completed every request it took"),
+                           ("bogus-used", "used ids valid"),
+                           ("status", "request statuses as expected"),
+                           ("no-status", "every completed request has a status"),
+                           ("data", "reads return the last completed write"),
+                           ("value", "GET_INFO / GET_FEATURES / busy-loop values sane"),
+                           ("setup", "device setup in every round")):
+            n = self.failures[kind]
+            rep.check(what, n == 0, f"{n} failures" if n else "")
+        if self.samples:
+            rep.info["samples"] = self.samples
+        if watch is None:
+            rep.skip("kernel log clean", "--no-kmsg")
+            return
+        bad = watch.bad_lines()
+        watch.close()
+        if bad is None:
+            rep.check("kernel log clean", False, "could not read the kernel log")
+        else:
+            rep.check(f"kernel log clean ({watch.source})", not bad,
+                      "; ".join(bad[:5]) if bad else "no BUG/WARN/Oops/KASAN/lockdep lines")
