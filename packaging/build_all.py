@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
 """Build every vhost-blk package for a set of kernels and publish them as one signed repository.
 
-    python3 packaging/build_all.py --kernel 6.1.0-56-amd64 [--kernel ...] [--suite bookworm]
+    python3 packaging/build_all.py [--kernel 6.1.0-56-amd64 ...] [--suite bookworm]
         [--qemu-debs DIR] [--repo-image IMG]
 
 Builds vhost-blk-dkms, vhost-blk-tools, vhost-blk-modules-<kernel> for each --kernel (against
@@ -12,7 +12,9 @@ package vhost-blk-module-cert, a metapackage vhost-blk-modules-<flavour> per ker
 build, else the newest; --meta-kernel picks one instead), adds the patched QEMU .debs (--qemu-debs, default those
 cached for the current qemu-patches series: `build_qemu.py --x86-only` then
 `build_all.py --publish-qemu packaging/out/qemu ...` puts them there), and writes the repository
-(and, with --repo-image, its ext4 disk image for the test hypervisor).
+(and, with --repo-image, its ext4 disk image for the test hypervisor). Without --kernel the
+repository holds vhost-blk-dkms and vhost-blk-tools (and QEMU) only: for a suite whose headers
+this machine cannot install (trixie's need libc6 2.38 and gcc-14, a bookworm host has neither).
 
 The result is cached in $VHOSTBLK_CACHE/packages/<key>, where the key hashes every input (module
 and exerciser sources, packaging scripts, kernels, suite, QEMU .debs): an unchanged tree
@@ -180,7 +182,8 @@ def _prune(keep, max_keep=3):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--kernel", action="append", required=True, help="kernel release to prebuild for (repeatable)")
+    ap.add_argument("--kernel", action="append", default=[],
+                    help="kernel release to prebuild for (repeatable; none: vhost-blk-dkms and vhost-blk-tools only)")
     ap.add_argument("--suite", default="bookworm")
     ap.add_argument("--qemu-debs", type=Path,
                     help="patched QEMU .debs to include (default: those cached for the current patch series)")
