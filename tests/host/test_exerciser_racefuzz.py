@@ -38,7 +38,6 @@ OP_EVIDENCE = {"mem_table": "set_mem_table", "swap": "set_backend", "detach": "s
 def run_racefuzz(tmp_path, fake_cls, *extra):
     args = build_parser().parse_args(["racefuzz", "--fake", "--no-kmsg", "--progress", "0",
                                       "--file", str(tmp_path / "rf.img"), *extra])
-    args.ops = args.ops or sorted(OPS)
     out = io.StringIO()
     rep = Reporter("racefuzz", as_json=True, stream=out)
     RaceFuzzer(args, lambda: fake_cls(ABI), rep, ABI).run()
@@ -144,6 +143,13 @@ def test_reports_thread_stuck_in_ioctl(tmp_path):
     assert doc["info"]["rounds"] == 0          # the run stops at the hung round
     hung = next(c for c in doc["checks"] if c["name"] == "no thread hung in the module")
     assert not hung["ok"] and "ctl0 in get_busyloop" in hung["detail"]
+
+
+def test_seconds_without_rounds_runs_past_the_default_round_count(tmp_path):
+    rc, doc = run_racefuzz(tmp_path, FakeVhostBlk, "--seconds", "4", "--round-seconds", "0.02",
+                           "--timeout", "5", "--queues", "1", "--threads", "0")
+    assert rc == 0, failed_names(doc)
+    assert doc["info"]["rounds"] > 100 or doc["info"]["seconds"] >= 4
 
 
 def test_taken_handles_index_wrap():

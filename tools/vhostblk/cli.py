@@ -114,7 +114,8 @@ def build_parser():
                         "device is closed under them. Fails on an undocumented errno, a request not "
                         "completed within --timeout, a ring error, wrong status or data, a thread "
                         "stuck in the module, or BUG/WARNING/KASAN/lockdep lines in the kernel log.")
-    rf.add_argument("--rounds", type=int, default=100, help="device lifetimes (default 100)")
+    rf.add_argument("--rounds", type=int, default=None,
+                    help="device lifetimes (default 100, no limit with --seconds)")
     rf.add_argument("--first-round", type=int, default=0,
                     help="number of the first round (with --seed: replays a reported round)")
     rf.add_argument("--seconds", type=float, default=0,
@@ -179,11 +180,10 @@ def main(argv=None):
         Fuzzer(args, factory, rep, abi).run()
         return rep.finish()
     if args.cmd == "racefuzz":
-        from .racefuzz import OPS, RaceFuzzer
-        if args.queues < 1 or args.queues > 8 or args.threads < 0 or args.rounds < 1:
+        from .racefuzz import RaceFuzzer
+        if args.queues < 1 or args.queues > 8 or args.threads < 0 or (args.rounds is not None and args.rounds < 1):
             print("--queues must be 1..8, --threads >= 0, --rounds >= 1", file=sys.stderr)
             return 2
-        args.ops = args.ops or sorted(OPS)
         RaceFuzzer(args, factory, rep, abi).run()
         return rep.finish()
     if args.cmd == "bench":
