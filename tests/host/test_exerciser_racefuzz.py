@@ -32,7 +32,8 @@ ABI = abimod.Abi(REPO / "kmod-src/include/uapi/linux/vhost_blk.h")
 OP_EVIDENCE = {"mem_table": "set_mem_table", "swap": "set_backend", "detach": "set_backend_detach",
                "stop_resume": "get_vring_base", "rebind": ("set_vring_kick", "set_vring_call"),
                "addr_live": "set_vring_addr_live", "num_live": "set_vring_num_live",
-               "busyloop": "set_busyloop", "info": "get_info", "invalid": "bad_"}
+               "busyloop": "set_busyloop", "dirty_log": "set_features_log", "info": "get_info",
+               "invalid": "bad_"}
 
 
 def run_racefuzz(tmp_path, fake_cls, *extra):

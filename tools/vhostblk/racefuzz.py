@@ -9,7 +9,8 @@ then at the same time
   other region layouts), SET_BACKEND swaps (the backing opened again, O_DIRECT or not, now and
   then read-only) and detach/re-attach, GET_VRING_BASE + SET_VRING_NUM/BASE/ADDR (stop and resume),
   SET_VRING_KICK/CALL rebinding, SET_VRING_ADDR/NUM on a running queue, busy-loop timeout changes,
-  GET_INFO/GET_FEATURES, and ioctls that must fail with one exact errno;
+  dirty logging on and off (SET_LOG_BASE + SET_FEATURES with LOG_ALL), GET_INFO/GET_FEATURES, and
+  ioctls that must fail with one exact errno;
 until the main thread closes the device under all of them, at a random moment.
 
 Every ioctl error must be one the module documents for that call (kmod-src/README.md); a request
@@ -43,7 +44,11 @@ BUSYLOOP_VALUES = (0, 0, 1, 20, 200, 2000, MAX_BUSYLOOP_US)
 MAX_SAMPLES = 20
 # control operation -> weight
 OPS = {"mem_table": 10, "swap": 10, "detach": 4, "stop_resume": 10, "rebind": 4, "addr_live": 5,
-       "num_live": 5, "busyloop": 10, "info": 5, "invalid": 6}
+       "num_live": 5, "busyloop": 10, "dirty_log": 4, "info": 5, "invalid": 6}
+EXTRA_GPA = 1 << 30                 # where layouts() puts the unrelated extra region, past guest RAM
+EXTRA_SIZE = 1 << 20
+# dirty bitmap covering guest RAM and the extra region: one bit per 4 KiB page
+LOG_SIZE = -(-(MEM_SIZE + EXTRA_GPA + EXTRA_SIZE) // BLOCK // 8 // BLOCK) * BLOCK
 # what a call may fail with (besides nothing) when the module works as documented
 MAY_FAIL = {"set_vring_num_live": {errno.EBUSY}}
 
@@ -82,7 +87,7 @@ def layouts(mem, extra, rnd):
     bounds = [0] + [c * BLOCK for c in cuts] + [size]
     regions = [(gpa + a, b - a, hva + a) for a, b in zip(bounds, bounds[1:])]
     if rnd.random() < 0.3:
-        regions.append((gpa + size + (1 << 30), extra.size, extra.hva))
+        regions.append((gpa + size + EXTRA_GPA, extra.size, extra.hva))
     rnd.shuffle(regions)
     return regions
 
@@ -109,8 +114,10 @@ class Round:
         self.session = Session(fz.open_device, MEM_SIZE, self.nq, rnd.choice(QUEUE_SIZES), want=want,
                                indirect_max=4, backend=(self.backend_fd, 0),
                                busyloop_us=rnd.choice(BUSYLOOP_VALUES))
-        self.extra = GuestMemory(1 << 20)
+        self.extra = GuestMemory(EXTRA_SIZE)
+        self.log = GuestMemory(LOG_SIZE)
         self.be_lock = threading.Lock()
+        self.log_lock = threading.Lock()
 
     def stopping(self):
         return self._stop.is_set()
@@ -163,6 +170,7 @@ class Round:
     def cleanup(self):
         self.session.close()
         self.extra.close()
+        self.log.close()
         os.close(self.backend_fd)
 
 
@@ -258,6 +266,19 @@ class Control:
             ok, val = rd.ioctl("get_busyloop", dev.get_vring_busyloop_timeout, q)
             if ok and not 0 <= val <= MAX_BUSYLOOP_US:
                 rd.fail("value", f"GET_VRING_BUSYLOOP_TIMEOUT of queue {q} returned {val}")
+
+    def dirty_log(self):
+        """Dirty logging on and off, as a VMM does when a migration starts and ends (SET_LOG_BASE,
+        then SET_FEATURES with LOG_ALL; the bitmap covers every memory table mem_table sets)."""
+        rd = self.rd
+        dev, feats = rd.session.dev, rd.session.features
+        with rd.log_lock:
+            if not (rd.ioctl("set_log_base", dev.set_log_base, rd.log.hva)[0]
+                    and rd.ioctl("set_features_log", dev.set_features, feats | V.bit(V.VHOST_F_LOG_ALL))[0]):
+                return
+            time.sleep(self.rnd.random() * 0.005)
+            if rd.ioctl("set_features", dev.set_features, feats)[0]:
+                rd.ioctl("set_log_base_off", dev.set_log_base, 0)
 
     def info(self):
         rd = self.rd
