@@ -235,7 +235,8 @@ notes:
   - The domain must use the QEMU driver. The device line has the shape
     C(vhost-blk-pci,id=ID,drive=PATH,num-queues=N,queue-size=Q,serial=S,bootindex=B,read-only=on).
   - "AppArmor: virt-aa-helper only adds paths libvirt knows about. Allow the backing file and
-    the device in C(/etc/apparmor.d/local/abstractions/libvirt-qemu), for example
+    the device in a file of C(/etc/apparmor.d/abstractions/libvirt-qemu.d/) (older libvirt:
+    C(/etc/apparmor.d/local/abstractions/libvirt-qemu)), for example
     C(/dev/vhost-blk rw,) and C(/srv/images/vm1.img rwk,), then reload the profiles."
   - "libvirt's device cgroup blocks C(/dev/vhost-blk), and the private C(/dev) libvirt builds
     for each domain lacks it, unless it is listed in C(cgroup_device_acl) of
