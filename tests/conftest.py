@@ -60,12 +60,15 @@ NO_SKIPS = os.environ.get("VHOSTBLK_NO_SKIPS") == "1"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "migration: live-migration tests, run with `./dev test --migration`")
+    config.addinivalue_line("markers", "debian13: molecule scenario default on a Debian 13 L1, run with "
+                            "`./dev test --debian13`")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``migration`` are deselected (counted as such, never skipped) unless
-    $VHOSTBLK_MIGRATION=1 (``./dev test --migration``)."""
-    off = [m for m, env in (("migration", "VHOSTBLK_MIGRATION"),) if os.environ.get(env) != "1"]
+    """Tests marked ``migration`` (``debian13``) are deselected (counted as such, never skipped) unless
+    $VHOSTBLK_MIGRATION=1 (``./dev test --migration``) ($VHOSTBLK_DEBIAN13=1, ``./dev test --debian13``)."""
+    off = [m for m, env in (("migration", "VHOSTBLK_MIGRATION"), ("debian13", "VHOSTBLK_DEBIAN13"))
+           if os.environ.get(env) != "1"]
     drop = [item for item in items if any(item.get_closest_marker(m) for m in off)]
     if drop:
         config.hook.pytest_deselected(items=drop)
