@@ -62,12 +62,16 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "migration: live-migration tests, run with `./dev test --migration`")
     config.addinivalue_line("markers", "debian13: molecule scenario default on a Debian 13 L1, run with "
                             "`./dev test --debian13`")
+    config.addinivalue_line("markers", "debug_kernel: the module under a KASAN/lockdep/kmemleak kernel in virtme-ng "
+                            "(the first run builds it: about 40 minutes), run with `./dev test --debug-kernel`")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``migration`` (``debian13``) are deselected (counted as such, never skipped) unless
-    $VHOSTBLK_MIGRATION=1 (``./dev test --migration``) ($VHOSTBLK_DEBIAN13=1, ``./dev test --debian13``)."""
-    off = [m for m, env in (("migration", "VHOSTBLK_MIGRATION"), ("debian13", "VHOSTBLK_DEBIAN13"))
+    """Tests marked ``migration`` (``debian13``, ``debug_kernel``) are deselected (counted as such, never skipped)
+    unless $VHOSTBLK_MIGRATION=1 (``./dev test --migration``) ($VHOSTBLK_DEBIAN13=1, ``./dev test --debian13``;
+    $VHOSTBLK_DEBUG_KERNEL=1, ``./dev test --debug-kernel``)."""
+    off = [m for m, env in (("migration", "VHOSTBLK_MIGRATION"), ("debian13", "VHOSTBLK_DEBIAN13"),
+                            ("debug_kernel", "VHOSTBLK_DEBUG_KERNEL"))
            if os.environ.get(env) != "1"]
     drop = [item for item in items if any(item.get_closest_marker(m) for m in off)]
     if drop:

@@ -29,7 +29,9 @@ def cmd_setup(_args) -> int:
 # ./dev test flags selecting tests the gate leaves out (deselected, never skipped):
 #   --migration           tests marked migration (tests/conftest.py)
 #   --debian13            tests marked debian13: molecule scenario default on a Debian 13 L1
-OPT_IN_FLAGS = {"--migration": "VHOSTBLK_MIGRATION", "--debian13": "VHOSTBLK_DEBIAN13"}
+#   --debug-kernel        tests marked debug_kernel: the module under KASAN/lockdep/kmemleak (virtme-ng)
+OPT_IN_FLAGS = {"--migration": "VHOSTBLK_MIGRATION", "--debian13": "VHOSTBLK_DEBIAN13",
+                "--debug-kernel": "VHOSTBLK_DEBUG_KERNEL"}
 
 
 def cmd_test(args) -> int:
@@ -42,6 +44,9 @@ def cmd_test(args) -> int:
     the note on issue 12: not stable enough to gate on yet).
     ``--debian13``: also run molecule scenario default on a Debian 13 L1 (marker ``debian13``):
     trixie's kernel, QEMU 10.0 and libvirt 11.3, without the patched QEMU part; too long for the gate.
+    ``--debug-kernel``: also run the module's self-test, the ring fuzzer (1,000,000 cases) and the
+    lifecycle fuzzer on a KASAN/lockdep/kmemleak kernel under virtme-ng (marker ``debug_kernel``,
+    tests/host/test_debug_kernel.py); the kernel is built once (about 40 minutes) and cached.
     """
     rc = cmd_setup([])
     if rc:
