@@ -235,8 +235,14 @@ def device_opener(args, abi):
     return lambda: VhostBlkDevice(args.device, abi)
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    # held until the handlers are in: a stop that comes right after the socket appears (systemd
+    # stopping a unit it just started) must remove the socket, not kill the process beside it
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format=f"vhost-blk-user[{os.path.basename(args.socket)}]: %(message)s", stream=sys.stderr)
     try:
@@ -254,10 +260,12 @@ def main(argv=None):
         listener = bind_socket(args.socket, args.socket_mode, group)
     except (ConfigError, UnicodeEncodeError, OSError) as e:
         LOG.error("%s", e)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         return 2
     daemon = Daemon(listener, device_opener(args, abi), Backing(fd, args.readonly, flags, serial), args.queues)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for sig in STOP_SIGNALS:
         signal.signal(sig, lambda *_: daemon.stop())
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     LOG.info("serving %s%s on %s", args.backing, " read-only" if args.readonly else "", args.socket)
     sd_notify("READY=1")
     try:
