@@ -21,6 +21,8 @@ TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
+from devtools.setup import OPT_IN_FLAGS  # noqa: E402 (needs tests/ on sys.path)
+
 # qemu-patches/<version> -> environment variable naming a prepared Debian source tree
 QEMU_SRC_ENV = {"7.2": "VHOSTBLK_QEMU_SRC_72", "10.0": "VHOSTBLK_QEMU_SRC_100"}
 
@@ -57,22 +59,25 @@ def debian_qemu_source():
 
 NO_SKIPS = os.environ.get("VHOSTBLK_NO_SKIPS") == "1"
 
+# marker -> (the ./dev test flag that selects its tests, what it marks)
+OPT_IN_MARKERS = {
+    "migration": ("--migration", "live-migration tests"),
+    "kernel_upgrade": ("--kernel-upgrade", "molecule scenario kernel-upgrade (about 30 minutes)"),
+    "debian13": ("--debian13", "molecule scenario default on a Debian 13 L1 (about 30 minutes)"),
+    "debug_kernel": ("--debug-kernel", "the module under a KASAN/lockdep/kmemleak kernel in virtme-ng (the first run "
+                     "builds that kernel: about 40 minutes)"),
+}
+
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "migration: live-migration tests, run with `./dev test --migration`")
-    config.addinivalue_line("markers", "debian13: molecule scenario default on a Debian 13 L1, run with "
-                            "`./dev test --debian13`")
-    config.addinivalue_line("markers", "debug_kernel: the module under a KASAN/lockdep/kmemleak kernel in virtme-ng "
-                            "(the first run builds it: about 40 minutes), run with `./dev test --debug-kernel`")
+    for marker, (flag, what) in OPT_IN_MARKERS.items():
+        config.addinivalue_line("markers", f"{marker}: {what}, run with `./dev test {flag}`")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``migration`` (``debian13``, ``debug_kernel``) are deselected (counted as such, never skipped)
-    unless $VHOSTBLK_MIGRATION=1 (``./dev test --migration``) ($VHOSTBLK_DEBIAN13=1, ``./dev test --debian13``;
-    $VHOSTBLK_DEBUG_KERNEL=1, ``./dev test --debug-kernel``)."""
-    off = [m for m, env in (("migration", "VHOSTBLK_MIGRATION"), ("debian13", "VHOSTBLK_DEBIAN13"),
-                            ("debug_kernel", "VHOSTBLK_DEBUG_KERNEL"))
-           if os.environ.get(env) != "1"]
+    """Tests with an opt-in marker are deselected (counted as such, never skipped) unless its
+    ./dev test flag set the flag's variable (tests/devtools/setup.py OPT_IN_FLAGS) to 1."""
+    off = [m for m, (flag, _what) in OPT_IN_MARKERS.items() if os.environ.get(OPT_IN_FLAGS[flag]) != "1"]
     drop = [item for item in items if any(item.get_closest_marker(m) for m in off)]
     if drop:
         config.hook.pytest_deselected(items=drop)

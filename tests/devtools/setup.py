@@ -28,10 +28,11 @@ def cmd_setup(_args) -> int:
 
 # ./dev test flags selecting tests the gate leaves out (deselected, never skipped):
 #   --migration           tests marked migration (tests/conftest.py)
+#   --kernel-upgrade      tests marked kernel_upgrade: molecule scenario kernel-upgrade
 #   --debian13            tests marked debian13: molecule scenario default on a Debian 13 L1
 #   --debug-kernel        tests marked debug_kernel: the module under KASAN/lockdep/kmemleak (virtme-ng)
-OPT_IN_FLAGS = {"--migration": "VHOSTBLK_MIGRATION", "--debian13": "VHOSTBLK_DEBIAN13",
-                "--debug-kernel": "VHOSTBLK_DEBUG_KERNEL"}
+OPT_IN_FLAGS = {"--migration": "VHOSTBLK_MIGRATION", "--kernel-upgrade": "VHOSTBLK_KERNEL_UPGRADE",
+                "--debian13": "VHOSTBLK_DEBIAN13", "--debug-kernel": "VHOSTBLK_DEBUG_KERNEL"}
 
 
 def cmd_test(args) -> int:
@@ -42,6 +43,8 @@ def cmd_test(args) -> int:
     ``--migration``: also run the live-migration tests (marker ``migration``, tests/conftest.py);
     the gate deselects them (one of the first runs hung in the guest after the switch-over, see
     the note on issue 12: not stable enough to gate on yet).
+    ``--kernel-upgrade``: also run molecule scenario kernel-upgrade (marker ``kernel_upgrade``):
+    converge, apt installs bookworm-backports' kernel, reboot into it; too long for the gate.
     ``--debian13``: also run molecule scenario default on a Debian 13 L1 (marker ``debian13``):
     trixie's kernel, QEMU 10.0 and libvirt 11.3, without the patched QEMU part; too long for the gate.
     ``--debug-kernel``: also run the module's self-test, the ring fuzzer (1,000,000 cases) and the

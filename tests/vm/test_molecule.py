@@ -12,12 +12,15 @@ from vmharness.paths import REPO_ROOT
 # default: one hypervisor, converge + idempotence + verify (libvirt guest through vhost-blk);
 # rollout: two hypervisors, canary/serial rollout, busy host given the module only, failing canary;
 # remove (not in the gate yet: its first run failed in its own converge, see issue 13):
-# converge, two domains with vhost-blk disks, playbooks/remove.yml, host as before.
+# converge, two domains with vhost-blk disks, playbooks/remove.yml, host as before;
+# kernel-upgrade (./dev test --kernel-upgrade, about 30 minutes): converge with dkms_source on 6.1,
+# apt upgrades to bookworm-backports' 6.12 (DKMS builds in that run), reboot, guest I/O, idempotence.
 # default-debian13 (./dev test --debian13): scenario default on a Debian 13 L1 (trixie's own 6.12 kernel,
 # QEMU 10.0, libvirt 11.3), chosen by the scenario's variables (molecule/default/molecule.yml). The
 # patched QEMU's part (qemu-device, guest1 with vhost-blk-pci, verify tests marked patched_qemu) is
 # off there: there are no patched QEMU 10.0 packages for Debian 13 yet.
-SCENARIOS = ["default", "rollout", "remove", pytest.param("default-debian13", marks=pytest.mark.debian13)]
+SCENARIOS = ["default", "rollout", "remove", pytest.param("kernel-upgrade", marks=pytest.mark.kernel_upgrade),
+             pytest.param("default-debian13", marks=pytest.mark.debian13)]
 # run name -> (molecule scenario, environment it runs with)
 VARIANTS = {
     "default-debian13": ("default", {"VHOSTBLK_MOLECULE_DISTRO": "debian13", "VHOSTBLK_MOLECULE_QEMU_DEVICE": "false",
@@ -43,7 +46,7 @@ def test_molecule_scenario(scenario, evidence):
     print(out[-20000:])
     print(f"molecule test -s {molecule_scenario} ({scenario}): rc={res.returncode} in {time.monotonic() - start:.0f}s")
     assert res.returncode == 0, f"molecule test -s {molecule_scenario} ({scenario}) failed:\n{out[-8000:]}"
-    if molecule_scenario == "default":
+    if molecule_scenario in ("default", "kernel-upgrade"):
         assert "idempotence" in out
     if variant_env.get("VHOSTBLK_MOLECULE_QEMU_DEVICE") == "false":
         assert QEMU_DEVICE_OFF in out, "converge did not report the qemu-device transport off"
@@ -60,6 +63,9 @@ def test_molecule_scenario(scenario, evidence):
     # guest_check's fio lines and the back end's CPU per I/O (side effect; emulation, never asserted)
     for line in re.findall(r'^\s*"((?:fio 4k|over \d+ vhost-blk I/Os|vhost-blk disk with) .*)",?$', out, re.M):
         evidence(f"molecule {scenario} guest_check: {line}")
+    # kernel-upgrade's side effect: kernels, DKMS status, device and module load before and after
+    for line in re.findall(r'^\s*"(kernel-upgrade: .*)",?$', out, re.M):
+        evidence(f"molecule {scenario}: {line.removeprefix('kernel-upgrade: ')}")
     # the benchmark's table (side effect; numbers from emulation, never asserted)
     for line in re.findall(r'^\s*"(\S+-qd\d+-j\d+: .*|\S+: not measured, .*)",?$', out, re.M):
         evidence(f"molecule {scenario} benchmark: {line}")
