@@ -151,7 +151,7 @@ def test_discard_and_write_zeroes_offered_and_served(hv, guest, evidence):
     assert lim["discard_granularity"] == fs_block, lim
     guest_dmesg = console_value(guest, "GUEST-DMESG", "thin")
     for key in ("DISCARD-RC", "ZEROOUT-RC"):
-        rc, _, out = console_value(guest, key, "thin").partition(" ")
+        rc, _sep, out = console_value(guest, key, "thin").partition(" ")
         assert rc == "0", f"{key} {rc}: {out}; guest dmesg: {guest_dmesg}; L1 dmesg: {hv.run('dmesg').stdout[-1500:]}"
     assert console_value(guest, "ZERO-READ", "thin") == "0", "guest reads non-zero bytes in [8M, 32M)"
     thin = DISKS["thin"]["file"]
