@@ -34,12 +34,16 @@ class GuestMemory:
         self.hva = ctypes.addressof(self._anchor)
         _LIVE[self.hva] = self
         self.view = memoryview(self.mm)
+        # the ring indices, 16 bits each, stored and loaded in one access through this view (a device
+        # polling avail->idx must never see half of a new value: struct.pack_into writes byte by byte)
+        self.u16 = self.view.cast("H")
         self._next = 4096
 
     def close(self):
         if self.mm is None:
             return
         _LIVE.pop(self.hva, None)
+        self.u16.release()
         self.view.release()
         del self._anchor
         self.mm.close()

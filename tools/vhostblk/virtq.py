@@ -15,7 +15,6 @@ from .virtio import (
     vring_need_event,
 )
 
-_U16 = struct.Struct("<H")
 _USED_ELEM = struct.Struct("<II")
 
 
@@ -44,6 +43,7 @@ class SplitQueue:
         self.avail = mem.alloc(asz, 2)
         self.used = mem.alloc(usz, 4096)
         self._m = mem.mm
+        self._u16 = mem.u16         # ring indices: one 2-byte access each (GuestMemory.u16)
         self._desc_off = mem.off(self.desc)
         self._avail_off = mem.off(self.avail)
         self._used_off = mem.off(self.used)
@@ -67,9 +67,9 @@ class SplitQueue:
         self.kick_old = self.avail_idx
         self.free = list(range(self.num - 1, -1, -1))
         self.inflight = {}          # head -> (token, [descriptor indices])
-        _U16.pack_into(self._m, self._avail_off + 2, self.avail_idx)
-        _U16.pack_into(self._m, self._used_off + 2, self.last_used)
-        _U16.pack_into(self._m, self._used_off + 4 + 8 * self.num, self.avail_idx)  # avail_event
+        self._u16[(self._avail_off + 2) // 2] = self.avail_idx
+        self._u16[(self._used_off + 2) // 2] = self.last_used
+        self._u16[(self._used_off + 4 + 8 * self.num) // 2] = self.avail_idx  # avail_event
 
     # addresses for VHOST_SET_VRING_ADDR (user-space, not GPA) -------------
     def hva_addrs(self):
@@ -86,24 +86,24 @@ class SplitQueue:
 
     def push_head(self, head):
         """Put ``head`` in the next avail slot and publish the new avail idx."""
-        _U16.pack_into(self._m, self._avail_off + 4 + 2 * (self.avail_idx % self.num), head)
+        self._u16[(self._avail_off + 4 + 2 * (self.avail_idx % self.num)) // 2] = head
         self.avail_idx = (self.avail_idx + 1) & 0xFFFF
-        _U16.pack_into(self._m, self._avail_off + 2, self.avail_idx)
+        self._u16[(self._avail_off + 2) // 2] = self.avail_idx
 
     def used_idx(self):
-        return _U16.unpack_from(self._m, self._used_off + 2)[0]
+        return self._u16[(self._used_off + 2) // 2]
 
     def used_flags(self):
-        return _U16.unpack_from(self._m, self._used_off)[0]
+        return self._u16[self._used_off // 2]
 
     def avail_event(self):
-        return _U16.unpack_from(self._m, self._used_off + 4 + 8 * self.num)[0]
+        return self._u16[(self._used_off + 4 + 8 * self.num) // 2]
 
     def set_used_event(self, idx):
-        _U16.pack_into(self._m, self._avail_off + 4 + 2 * self.num, idx & 0xFFFF)
+        self._u16[(self._avail_off + 4 + 2 * self.num) // 2] = idx & 0xFFFF
 
     def set_avail_flags(self, flags):
-        _U16.pack_into(self._m, self._avail_off, flags)
+        self._u16[self._avail_off // 2] = flags
 
     def pop_used_raw(self):
         """Yield (id, len) of every new used element, advancing last_used."""
