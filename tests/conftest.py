@@ -64,6 +64,7 @@ OPT_IN_MARKERS = {
     "migration": ("--migration", "live-migration tests"),
     "kernel_upgrade": ("--kernel-upgrade", "molecule scenario kernel-upgrade (about 30 minutes)"),
     "debian13": ("--debian13", "molecule scenario default on a Debian 13 L1 (about 30 minutes)"),
+    "upgrade": ("--upgrade", "molecule scenario upgrade: previous release, upgrade, rollback (about 30 minutes)"),
     "debug_kernel": ("--debug-kernel", "the module under a KASAN/lockdep/kmemleak kernel in virtme-ng (the first run "
                      "builds that kernel: about 40 minutes)"),
 }

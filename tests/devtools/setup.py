@@ -31,8 +31,10 @@ def cmd_setup(_args) -> int:
 #   --kernel-upgrade      tests marked kernel_upgrade: molecule scenario kernel-upgrade
 #   --debian13            tests marked debian13: molecule scenario default on a Debian 13 L1
 #   --debug-kernel        tests marked debug_kernel: the module under KASAN/lockdep/kmemleak (virtme-ng)
+#   --upgrade             tests marked upgrade: molecule scenario upgrade (previous release -> this one)
 OPT_IN_FLAGS = {"--migration": "VHOSTBLK_MIGRATION", "--kernel-upgrade": "VHOSTBLK_KERNEL_UPGRADE",
-                "--debian13": "VHOSTBLK_DEBIAN13", "--debug-kernel": "VHOSTBLK_DEBUG_KERNEL"}
+                "--debian13": "VHOSTBLK_DEBIAN13", "--debug-kernel": "VHOSTBLK_DEBUG_KERNEL",
+                "--upgrade": "VHOSTBLK_UPGRADE"}
 
 
 def cmd_test(args) -> int:
@@ -50,6 +52,8 @@ def cmd_test(args) -> int:
     ``--debug-kernel``: also run the module's self-test, the ring fuzzer (1,000,000 cases) and the
     lifecycle fuzzer on a KASAN/lockdep/kmemleak kernel under virtme-ng (marker ``debug_kernel``,
     tests/host/test_debug_kernel.py); the kernel is built once (about 40 minutes) and cached.
+    ``--upgrade``: also run molecule scenario upgrade (marker ``upgrade``): two L1s install the
+    previous release's packages (prebuilt, dkms_deb), upgrade, roll back and go forward again.
     """
     rc = cmd_setup([])
     if rc:

@@ -20,7 +20,8 @@ from vmharness.paths import REPO_ROOT
 # patched QEMU's part (qemu-device, guest1 with vhost-blk-pci, verify tests marked patched_qemu) is
 # off there: there are no patched QEMU 10.0 packages for Debian 13 yet.
 SCENARIOS = ["default", "rollout", "remove", pytest.param("kernel-upgrade", marks=pytest.mark.kernel_upgrade),
-             pytest.param("default-debian13", marks=pytest.mark.debian13)]
+             pytest.param("default-debian13", marks=pytest.mark.debian13),
+             pytest.param("upgrade", marks=pytest.mark.upgrade)]
 # run name -> (molecule scenario, environment it runs with)
 VARIANTS = {
     "default-debian13": ("default", {"VHOSTBLK_MOLECULE_DISTRO": "debian13", "VHOSTBLK_MOLECULE_QEMU_DEVICE": "false",
@@ -66,6 +67,9 @@ def test_molecule_scenario(scenario, evidence):
     # kernel-upgrade's side effect: kernels, DKMS status, device and module load before and after
     for line in re.findall(r'^\s*"(kernel-upgrade: .*)",?$', out, re.M):
         evidence(f"molecule {scenario}: {line.removeprefix('kernel-upgrade: ')}")
+    # upgrade: what each step (previous release, upgrade, rollback, latest) left on each host
+    for line in re.findall(r'^\s*"msg": "(upgrade step .*)",?$', out, re.M):
+        evidence(f"molecule {scenario}: {line}")
     # the benchmark's table (side effect; numbers from emulation, never asserted)
     for line in re.findall(r'^\s*"(\S+-qd\d+-j\d+: .*|\S+: not measured, .*)",?$', out, re.M):
         evidence(f"molecule {scenario} benchmark: {line}")
