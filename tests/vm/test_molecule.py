@@ -38,6 +38,7 @@ def test_molecule_scenario(scenario, evidence):
     molecule_scenario, variant_env = VARIANTS.get(scenario, (scenario, {}))
     env = {**os.environ, **variant_env}
     env.setdefault("VHOSTBLK_OWNER_PID", str(os.getpid()))
+    env["COLUMNS"] = "400"      # molecule's console wraps at 80 without a terminal: evidence lines stay whole
     if variant_env.get("VHOSTBLK_MOLECULE_QEMU_DEVICE") == "false":
         evidence(f"{scenario}: patched-QEMU part off (qemu-device transport, vhost-blk-pci guest, verify tests "
                  "marked patched_qemu deselected): no patched QEMU packages for this distribution yet")
