@@ -301,13 +301,14 @@ class FakeVhostBlk:
     # guest memory -------------------------------------------------------------
     def _log_write(self, hva, n):
         """Mark guest pages of VMM range [hva, hva + n) dirty, as the module's log.c does."""
-        if not (self.features & V.bit(V.VHOST_F_LOG_ALL) and self.log_base) or n <= 0:
+        base = self.log_base        # once: SET_LOG_BASE may set it to 0 meanwhile (racefuzz does)
+        if not (self.features & V.bit(V.VHOST_F_LOG_ALL) and base) or n <= 0:
             return
         for gpa0, size, uaddr in self.regions:
             lo, hi = max(hva, uaddr), min(hva + n, uaddr + size)
             for pfn in range((gpa0 + lo - uaddr) >> 12, ((gpa0 + hi - 1 - uaddr) >> 12) + 1) \
                     if lo < hi else ():
-                addr = self.log_base + pfn // 8
+                addr = base + pfn // 8
                 cur = self._rd(addr, 1)[0]
                 self._wr(addr, bytes([cur | 1 << (pfn % 8)]))
 
