@@ -42,6 +42,5 @@ def test_dkms_has_this_release_only(host):
     assert not host.file(f"/usr/src/vhost-blk-{UPGRADE['previous']}").exists
 
 
-def test_device_works(host):
-    dev = host.file("/dev/vhost-blk")
-    assert dev.is_char_device and dev.group == "kvm" and dev.mode == 0o660
+def test_device_node_after_the_last_step(host):
+    assert host.check_output("stat -c '%F %G %a' /dev/vhost-blk") == "character special file kvm 660"
