@@ -13,7 +13,7 @@ from . import fuzzcases as FC
 from . import virtio as V
 from .backend import open_backend
 from .driver import Session
-from .kmsg import KmsgWatch
+from .kmsg import KmsgWatch, report_clean
 
 FILE_SIZE = 16 << 20
 POOL_SIZE = 1 << 20
@@ -377,13 +377,4 @@ class Fuzzer:
                   f"{self.setup_errors}")
         if self.samples:
             rep.info["samples"] = self.samples
-        if watch is not None:
-            bad = watch.bad_lines()
-            watch.close()
-            if bad is None:
-                rep.check("kernel log clean", False, "could not read the kernel log")
-            else:
-                rep.check(f"kernel log clean ({watch.source})", not bad,
-                          "; ".join(bad[:5]) if bad else "no BUG/WARN/Oops/KASAN lines")
-        else:
-            rep.skip("kernel log clean", "--no-kmsg")
+        report_clean(rep, watch)

@@ -67,3 +67,18 @@ class KmsgWatch:
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
+
+
+def report_clean(rep, watch):
+    """The "kernel log clean" check of a run: ``watch`` (a KmsgWatch, closed here) found no bad
+    line; a skip when the run was told not to watch (``watch`` None, --no-kmsg)."""
+    if watch is None:
+        rep.skip("kernel log clean", "--no-kmsg")
+        return
+    bad = watch.bad_lines()
+    watch.close()
+    if bad is None:
+        rep.check("kernel log clean", False, "could not read the kernel log")
+    else:
+        rep.check(f"kernel log clean ({watch.source})", not bad,
+                  "; ".join(bad[:5]) if bad else "no BUG/WARN/Oops/KASAN/lockdep lines")

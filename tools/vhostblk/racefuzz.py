@@ -34,7 +34,7 @@ from .abi import MAX_BUSYLOOP_US
 from .backend import open_backend
 from .driver import Session
 from .guestmem import GuestMemory
-from .kmsg import KmsgWatch
+from .kmsg import KmsgWatch, report_clean
 from .raceio import BLOCK, Expected, QueueIO
 
 FILE_SIZE = 16 << 20
@@ -454,13 +454,4 @@ class RaceFuzzer:
             rep.check(what, n == 0, f"{n} failures" if n else "")
         if self.samples:
             rep.info["samples"] = self.samples
-        if watch is None:
-            rep.skip("kernel log clean", "--no-kmsg")
-            return
-        bad = watch.bad_lines()
-        watch.close()
-        if bad is None:
-            rep.check("kernel log clean", False, "could not read the kernel log")
-        else:
-            rep.check(f"kernel log clean ({watch.source})", not bad,
-                      "; ".join(bad[:5]) if bad else "no BUG/WARN/Oops/KASAN/lockdep lines")
+        report_clean(rep, watch)
