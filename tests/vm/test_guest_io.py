@@ -11,12 +11,11 @@ block device. After the patterns the guest runs a short fio randwrite with crc32
 both disks; L1 replays it with verify_only on the backings.
 """
 
-import os
 import re
 
 import pytest
 from vmharness import l2, l2_fio
-from vmharness.l1_vhostblk import FIRMWARE, FIRMWARE_ARGS, QEMU_IN_L1, vhostblk_l1
+from vmharness.l1_vhostblk import FIRMWARE, FIRMWARE_ARGS, QEMU_IN_L1
 from vmharness.l2_pattern import console_value, disk_pattern_sh
 from vmharness.l2_tools import DISK_AT_SH, build_tools_disk, pci_addr
 
@@ -40,10 +39,9 @@ TOOLS_DONE = 'echo "PHASE tools-ready $(cut -d" " -f1 /proc/uptime)"\n'
 
 
 @pytest.fixture(scope="module")
-def hv(tmp_path_factory):
-    with vhostblk_l1(f"pytest-guest-io-{os.getpid()}", tmp_path_factory.mktemp("repo"),
-                     log=lambda m: print(m, flush=True)) as inst:
-        yield inst
+def hv(vhostblk_hv):
+    """The shared L1 with the module and the patched QEMU (tests/vm/conftest.py)."""
+    return vhostblk_hv
 
 
 @pytest.fixture(scope="module")

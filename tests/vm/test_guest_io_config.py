@@ -24,7 +24,7 @@ import re
 
 import pytest
 from vmharness import l2
-from vmharness.l1_vhostblk import FIRMWARE, FIRMWARE_ARGS, QEMU_IN_L1, vhostblk_l1
+from vmharness.l1_vhostblk import FIRMWARE, FIRMWARE_ARGS, QEMU_IN_L1
 from vmharness.l2_pattern import console_value, disk_pattern_sh
 from vmharness.l2_tools import GUEST_DIR, build_tools_disk, pci_addr
 
@@ -89,10 +89,9 @@ def payload() -> str:
 
 
 @pytest.fixture(scope="module")
-def hv(tmp_path_factory):
-    with vhostblk_l1(f"pytest-guest-cfg-{os.getpid()}", tmp_path_factory.mktemp("repo"),
-                     log=lambda m: print(m, flush=True)) as inst:
-        yield inst
+def hv(vhostblk_hv):
+    """The shared L1 with the module and the patched QEMU (tests/vm/conftest.py)."""
+    return vhostblk_hv
 
 
 def _prepare_backings(hv) -> str:

@@ -17,13 +17,11 @@ new daemon, and fio verifies every block it was told was written.
 """
 
 import json
-import os
 import re
 from pathlib import Path
 
 import pytest
 from vmharness import l1_vhost_user, l2, l2_fio, l2_migrate
-from vmharness.l1_vhostblk import vhostblk_l1
 from vmharness.l2_pattern import console_value, disk_pattern_sh
 from vmharness.l2_tools import DISK_AT_SH, build_tools_disk, pci_addr
 
@@ -87,11 +85,11 @@ done
 
 
 @pytest.fixture(scope="module")
-def hv(tmp_path_factory):
-    with vhostblk_l1(f"pytest-vhost-user-{os.getpid()}", tmp_path_factory.mktemp("repo"), with_qemu=False,
-                     log=lambda m: print(m, flush=True)) as inst:
-        l1_vhost_user.install(inst)
-        yield inst
+def hv(vhostblk_hv):
+    """The shared L1 with the module (tests/vm/conftest.py), and the daemon copied in; the guests
+    run on Debian's QEMU."""
+    l1_vhost_user.install(vhostblk_hv)
+    return vhostblk_hv
 
 
 def daemon_command(log, sock=SOCK, backing=BACKING, extra=""):
