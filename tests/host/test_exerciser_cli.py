@@ -4,52 +4,28 @@
 A correct fake must pass; a fake with a planted bug must make the run fail.
 """
 
-import io
 import json
 import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tools"))
-
-from vhostblk import abi as abimod  # noqa: E402
-from vhostblk import virtio as V  # noqa: E402
-from vhostblk.cli import build_parser  # noqa: E402
-from vhostblk.fakedev import BadRing, FakeVhostBlk  # noqa: E402
-from vhostblk.fuzz import Fuzzer  # noqa: E402
-from vhostblk.report import Reporter  # noqa: E402
-from vhostblk.selftest import Selftest  # noqa: E402
-
-ABI = abimod.Abi(REPO / "kmod-src/include/uapi/linux/vhost_blk.h")
+from exerciser_fake import REPO, failed_names, run_on_fake
+from vhostblk import virtio as V
+from vhostblk.fakedev import BadRing, FakeVhostBlk
+from vhostblk.fuzz import Fuzzer
+from vhostblk.selftest import Selftest
 
 
 def run_selftest(tmp_path, fake_cls, *extra):
-    args = build_parser().parse_args(["selftest", "--fake", "--file", str(tmp_path / "d.img"),
-                                      "--size", "8M", "--timeout", "5", *extra])
-    out = io.StringIO()
-    rep = Reporter("selftest", as_json=True, stream=out)
-    Selftest(args, lambda: fake_cls(ABI), rep, ABI).run()
-    rc = rep.finish()
-    return rc, json.loads(out.getvalue())
+    return run_on_fake(Selftest, ["selftest", "--fake", "--file", str(tmp_path / "d.img"), "--size", "8M",
+                                  "--timeout", "5", *extra], fake_cls)
 
 
 def run_fuzz(fake_cls, cases, *extra):
-    args = build_parser().parse_args(["fuzz", "--fake", "--cases", str(cases), "--no-kmsg",
-                                      "--timeout", "1", "--progress", "0", *extra])
-    out = io.StringIO()
-    rep = Reporter("fuzz", as_json=True, stream=out)
-    Fuzzer(args, lambda: fake_cls(ABI), rep, ABI).run()
-    rc = rep.finish()
-    return rc, json.loads(out.getvalue())
-
-
-def failed_names(doc):
-    return [c["name"] for c in doc["checks"] if c["ok"] is False]
+    return run_on_fake(Fuzzer, ["fuzz", "--fake", "--cases", str(cases), "--no-kmsg", "--timeout", "1",
+                                "--progress", "0", *extra], fake_cls)
 
 
 def test_selftest_passes_on_correct_fake(tmp_path):

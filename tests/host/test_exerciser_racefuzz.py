@@ -7,27 +7,17 @@ the requests it took are used, an ioctl that never returns) must make the run fa
 """
 
 import errno
-import io
-import json
 import os
-import sys
 import threading
-from pathlib import Path
 
 import pytest
+from exerciser_fake import failed_names, run_on_fake
+from vhostblk.cli import build_parser
+from vhostblk.fakedev import FakeVhostBlk
+from vhostblk.guestmem import GuestMemory
+from vhostblk.racefuzz import OPS, RaceFuzzer, layouts, op_plan, round_random
+from vhostblk.raceio import taken
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tools"))
-
-from vhostblk import abi as abimod  # noqa: E402
-from vhostblk.cli import build_parser  # noqa: E402
-from vhostblk.fakedev import FakeVhostBlk  # noqa: E402
-from vhostblk.guestmem import GuestMemory  # noqa: E402
-from vhostblk.racefuzz import OPS, RaceFuzzer, layouts, op_plan, round_random  # noqa: E402
-from vhostblk.raceio import taken  # noqa: E402
-from vhostblk.report import Reporter  # noqa: E402
-
-ABI = abimod.Abi(REPO / "kmod-src/include/uapi/linux/vhost_blk.h")
 # control operation -> an ioctl counter it leaves behind
 OP_EVIDENCE = {"mem_table": "set_mem_table", "swap": "set_backend", "detach": "set_backend_detach",
                "stop_resume": "get_vring_base", "rebind": ("set_vring_kick", "set_vring_call"),
@@ -37,17 +27,15 @@ OP_EVIDENCE = {"mem_table": "set_mem_table", "swap": "set_backend", "detach": "s
 
 
 def run_racefuzz(tmp_path, fake_cls, *extra):
-    args = build_parser().parse_args(["racefuzz", "--fake", "--no-kmsg", "--progress", "0",
-                                      "--file", str(tmp_path / "rf.img"), *extra])
-    out = io.StringIO()
-    rep = Reporter("racefuzz", as_json=True, stream=out)
-    RaceFuzzer(args, lambda: fake_cls(ABI), rep, ABI).run()
-    rc = rep.finish()
-    return rc, json.loads(out.getvalue())
+    return run_on_fake(RaceFuzzer, ["racefuzz", "--fake", "--no-kmsg", "--progress", "0",
+                                    "--file", str(tmp_path / "rf.img"), *extra], fake_cls)
 
 
-def failed_names(doc):
-    return [c["name"] for c in doc["checks"] if c["ok"] is False]
+def caught(tmp_path, fake_cls, check, *extra):
+    """racefuzz with ``extra`` on ``fake_cls`` fails, and ``check`` is among the failed checks."""
+    rc, doc = run_racefuzz(tmp_path, fake_cls, *extra)
+    assert rc == 1 and check in failed_names(doc), (rc, failed_names(doc))
+    return doc
 
 
 def test_passes_on_correct_fake_with_every_operation(tmp_path):
@@ -75,10 +63,8 @@ class NoKickOnRestart(FakeVhostBlk):
 
 
 def test_catches_lost_kick_on_restart(tmp_path):
-    rc, doc = run_racefuzz(tmp_path, NoKickOnRestart, "--rounds", "6", "--round-seconds", "3",
-                           "--timeout", "1", "--ops", "stop_resume", "--reset-ratio", "0")
-    assert rc == 1
-    assert "every request completed (no lost kick, no hang)" in failed_names(doc)
+    caught(tmp_path, NoKickOnRestart, "every request completed (no lost kick, no hang)",
+           "--rounds", "6", "--round-seconds", "3", "--timeout", "1", "--ops", "stop_resume", "--reset-ratio", "0")
 
 
 class SwapLosesWrites(FakeVhostBlk):
@@ -92,10 +78,8 @@ class SwapLosesWrites(FakeVhostBlk):
 
 
 def test_catches_swap_losing_writes(tmp_path):
-    rc, doc = run_racefuzz(tmp_path, SwapLosesWrites, "--rounds", "4", "--round-seconds", "1",
-                           "--timeout", "5", "--queues", "1", "--ops", "swap", "--seed", "3")
-    assert rc == 1
-    assert "reads return the last completed write" in failed_names(doc)
+    caught(tmp_path, SwapLosesWrites, "reads return the last completed write",
+           "--rounds", "4", "--round-seconds", "1", "--timeout", "5", "--queues", "1", "--ops", "swap", "--seed", "3")
 
 
 class MemTableENOMEM(FakeVhostBlk):
@@ -109,10 +93,8 @@ class MemTableENOMEM(FakeVhostBlk):
 
 
 def test_catches_undocumented_errno(tmp_path):
-    rc, doc = run_racefuzz(tmp_path, MemTableENOMEM, "--rounds", "3", "--round-seconds", "0.5",
-                           "--timeout", "5", "--ops", "mem_table")
-    assert rc == 1
-    assert "every ioctl result as documented" in failed_names(doc)
+    doc = caught(tmp_path, MemTableENOMEM, "every ioctl result as documented",
+           "--rounds", "3", "--round-seconds", "0.5", "--timeout", "5", "--ops", "mem_table")
     assert any("ENOMEM" in s for s in doc["info"]["samples"])
 
 
@@ -124,10 +106,8 @@ class BaseAheadOfUsed(FakeVhostBlk):
 
 
 def test_catches_vring_base_before_completion(tmp_path):
-    rc, doc = run_racefuzz(tmp_path, BaseAheadOfUsed, "--rounds", "2", "--round-seconds", "0.5",
-                           "--timeout", "5", "--ops", "info", "--reset-ratio", "1")
-    assert rc == 1
-    assert "GET_VRING_BASE completed every request it took" in failed_names(doc)
+    caught(tmp_path, BaseAheadOfUsed, "GET_VRING_BASE completed every request it took",
+           "--rounds", "2", "--round-seconds", "0.5", "--timeout", "5", "--ops", "info", "--reset-ratio", "1")
 
 
 class StuckBusyloop(FakeVhostBlk):
