@@ -28,7 +28,7 @@ from . import virtio as V
 from .blkops import read_data, read_req, write_req
 from .devstats import read_queue, stats_dir
 from .driver import RingError, Session, WaitTimeout
-from .scratchdev import Unavailable, frozen_ext4, suspended_dm, unmet
+from .scratchdev import Unavailable, frozen_ext4, release_then_close, suspended_dm, unmet
 from .slowops import read_slow
 
 BLK_BITS = (1 << 24) - 1
@@ -91,11 +91,7 @@ class BufferedQd:
                 except (OSError, RingError, WaitTimeout) as e:
                     self.rep.check(name, False, str(e))
                 finally:
-                    dev.release()       # before close: close waits for the held requests
-                    if s is not None:
-                        s.close()
-                    if fd is not None:
-                        os.close(fd)
+                    release_then_close(dev, [s], [fd])
         except Unavailable as e:
             self.rep.skip(name, str(e))
 

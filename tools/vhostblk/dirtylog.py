@@ -22,7 +22,7 @@ from .addrspace import PAGE, user_top
 from .blkops import dwz_req, read_req
 from .driver import RingError, WaitTimeout
 from .lifecycle import BLK_BITS
-from .scratchdev import Unavailable, frozen_ext4, unmet
+from .scratchdev import Unavailable, frozen_ext4, release_then_close, unmet
 
 VRING_F_LOG = 1        # 1 << VHOST_VRING_F_LOG
 
@@ -157,8 +157,4 @@ def _switch_on_frozen(lc, fs, name):
     except (OSError, RingError, WaitTimeout) as e:
         lc.rep.check(name, False, str(e))
     finally:
-        fs.thaw()       # before close: close waits for the held request
-        if s is not None:
-            s.close()
-        if fd is not None:
-            os.close(fd)
+        release_then_close(fs, [s], [fd])

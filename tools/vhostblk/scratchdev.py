@@ -157,6 +157,19 @@ class SuspendedDm:
 
 
 @contextlib.contextmanager
+def release_then_close(dev, sessions=(), fds=()):
+    """A check's clean-up in the one order that cannot hang: ``dev.release()`` lets the requests
+    it holds go, then the ``sessions`` close (a close waits for the requests in flight) and the
+    backing ``fds`` (None entries: never opened)."""
+    dev.release()
+    for s in sessions:
+        if s is not None:
+            s.close()
+    for fd in fds:
+        if fd is not None:
+            os.close(fd)
+
+
 def _scratch(make, what, tools, prefix):
     missing = [t for t in tools if not shutil.which(t)]
     if missing:

@@ -20,7 +20,7 @@ from . import virtio as V
 from .blkops import dwz_req, simple_req, write_req
 from .devstats import stats_dir
 from .driver import RingError, Session, WaitTimeout
-from .scratchdev import Unavailable, frozen_ext4, unmet
+from .scratchdev import Unavailable, frozen_ext4, release_then_close, unmet
 
 BLK_BITS = (1 << 24) - 1
 CGROOT = "/sys/fs/cgroup"
@@ -181,12 +181,7 @@ class SlowOps:
         except (OSError, RingError, WaitTimeout) as e:
             rep.check(name, False, str(e))
         finally:
-            fs.thaw()       # before close: close waits for the held requests
-            for s in (a, b):
-                if s is not None:
-                    s.close()
-            if afd is not None:
-                os.close(afd)
+            release_then_close(fs, [a, b], [afd])
 
     def _blocked(self, a, b, fs):
         rep, n = self.rep, self.nthreads
