@@ -156,7 +156,6 @@ class SuspendedDm:
             _quiet("losetup", "-d", self.loop)
 
 
-@contextlib.contextmanager
 def release_then_close(dev, sessions=(), fds=()):
     """A check's clean-up in the one order that cannot hang: ``dev.release()`` lets the requests
     it holds go, then the ``sessions`` close (a close waits for the requests in flight) and the
@@ -170,6 +169,7 @@ def release_then_close(dev, sessions=(), fds=()):
             os.close(fd)
 
 
+@contextlib.contextmanager
 def _scratch(make, what, tools, prefix):
     missing = [t for t in tools if not shutil.which(t)]
     if missing:
