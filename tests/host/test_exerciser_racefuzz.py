@@ -22,7 +22,7 @@ from vhostblk.raceio import taken
 OP_EVIDENCE = {"mem_table": "set_mem_table", "swap": "set_backend", "detach": "set_backend_detach",
                "stop_resume": "get_vring_base", "rebind": ("set_vring_kick", "set_vring_call"),
                "addr_live": "set_vring_addr_live", "num_live": "set_vring_num_live",
-               "busyloop": "set_busyloop", "dirty_log": "set_features_log", "info": "get_info",
+               "busyloop": "set_busyloop", "dirty_log": ("set_features_log", "set_vring_addr_log"), "info": "get_info",
                "invalid": "bad_"}
 
 
@@ -40,9 +40,10 @@ def caught(tmp_path, fake_cls, check, *extra):
 
 def test_passes_on_correct_fake_with_every_operation(tmp_path):
     rc, doc = run_racefuzz(tmp_path, FakeVhostBlk, "--rounds", "6", "--round-seconds", "0.6",
-                           "--timeout", "5", "--queues", "3", "--reset-ratio", "0.1")
+                           "--timeout", "5", "--queues", "3", "--reset-ratio", "0.1", "--reset-owner-ratio", "0.5")
     assert rc == 0, (failed_names(doc), doc["info"].get("samples"))
     counts = doc["info"]["ioctls"]
+    assert 1 <= counts.get("reset_owner", 0) < 6, counts     # some rounds end with RESET_OWNER, not all
     for op, names in OP_EVIDENCE.items():
         names = (names,) if isinstance(names, str) else names
         assert any(k.startswith(n) for k in counts for n in names), f"{op} never ran: {counts}"
@@ -108,6 +109,34 @@ class BaseAheadOfUsed(FakeVhostBlk):
 def test_catches_vring_base_before_completion(tmp_path):
     caught(tmp_path, BaseAheadOfUsed, "GET_VRING_BASE completed every request it took",
            "--rounds", "2", "--round-seconds", "0.5", "--timeout", "5", "--ops", "info", "--reset-ratio", "1")
+
+
+class RefusesLoggedUsedRing(FakeVhostBlk):
+    """SET_VRING_ADDR refuses the LOG flag (a device that cannot log its used ring writes)."""
+
+    def set_vring_addr(self, i, desc, used, avail, flags=0, log=0):
+        if flags:
+            raise OSError(errno.EINVAL, "flags")
+        super().set_vring_addr(i, desc, used, avail, flags, log)
+
+
+def test_catches_used_ring_logging_refused(tmp_path):
+    doc = caught(tmp_path, RefusesLoggedUsedRing, "every ioctl result as documented",
+                 "--rounds", "3", "--round-seconds", "0.5", "--timeout", "5", "--ops", "dirty_log")
+    assert any("set_vring_addr_log" in s and "EINVAL" in s for s in doc["info"]["samples"])
+
+
+class ResetOwnerHangs(FakeVhostBlk):
+    """VHOST_RESET_OWNER never returns (a reset waiting for a worker that waits for it)."""
+
+    def reset_owner(self):
+        threading.Event().wait()
+
+
+def test_reports_reset_owner_that_hangs(tmp_path):
+    doc = caught(tmp_path, ResetOwnerHangs, "no thread hung in the module",
+                 "--rounds", "2", "--round-seconds", "0.2", "--timeout", "1", "--reset-owner-ratio", "1")
+    assert doc["info"]["rounds"] == 0 and "reset in reset_owner" in str(doc["checks"])
 
 
 class StuckBusyloop(FakeVhostBlk):

@@ -110,8 +110,9 @@ def build_parser():
                         "queues (reads checked against the last completed write, ring resets with "
                         "requests in flight) while --threads threads issue SET_MEM_TABLE, "
                         "SET_BACKEND swaps and detaches, GET_VRING_BASE + SET_VRING_NUM/BASE/ADDR, "
-                        "SET_VRING_KICK/CALL, busy-loop changes and ioctls that must fail; then the "
-                        "device is closed under them. Fails on an undocumented errno, a request not "
+                        "SET_VRING_KICK/CALL, busy-loop changes, dirty logging and ioctls that must "
+                        "fail; then the device is closed under them (now and then after "
+                        "VHOST_RESET_OWNER). Fails on an undocumented errno, a request not "
                         "completed within --timeout, a ring error, wrong status or data, a thread "
                         "stuck in the module, or BUG/WARNING/KASAN/lockdep lines in the kernel log.")
     rf.add_argument("--rounds", type=int, default=None,
@@ -130,6 +131,9 @@ def build_parser():
     rf.add_argument("--reset-ratio", type=float, default=0.03,
                     help="share of I/O batches followed by a ring reset with requests in flight "
                          "(default 0.03)")
+    rf.add_argument("--reset-owner-ratio", type=float, default=0.25,
+                    help="share of rounds where VHOST_RESET_OWNER comes before the close, under the "
+                         "running I/O (default 0.25)")
     rf.add_argument("--file", default=None,
                     help="backing file (default: a temporary 16 MiB file, removed afterwards)")
     rf.add_argument("--no-kmsg", action="store_true", help="do not check the kernel log")

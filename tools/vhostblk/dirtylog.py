@@ -24,7 +24,7 @@ from .driver import RingError, WaitTimeout
 from .lifecycle import BLK_BITS
 from .scratchdev import Unavailable, frozen_ext4, release_then_close, unmet
 
-VRING_F_LOG = 1        # 1 << VHOST_VRING_F_LOG
+VRING_F_LOG = V.bit(V.VHOST_VRING_F_LOG)
 
 
 def run(lc):

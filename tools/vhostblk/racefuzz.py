@@ -9,9 +9,11 @@ then at the same time
   other region layouts), SET_BACKEND swaps (the backing opened again, O_DIRECT or not, now and
   then read-only) and detach/re-attach, GET_VRING_BASE + SET_VRING_NUM/BASE/ADDR (stop and resume),
   SET_VRING_KICK/CALL rebinding, SET_VRING_ADDR/NUM on a running queue, busy-loop timeout changes,
-  dirty logging on and off (SET_LOG_BASE + SET_FEATURES with LOG_ALL), GET_INFO/GET_FEATURES, and
-  ioctls that must fail with one exact errno;
-until the main thread closes the device under all of them, at a random moment.
+  dirty logging on and off (SET_LOG_BASE + SET_FEATURES with LOG_ALL, a queue's used ring logged
+  with SET_VRING_ADDR's LOG flag meanwhile), GET_INFO/GET_FEATURES, and ioctls that must fail with
+  one exact errno;
+until the main thread closes the device under all of them, at a random moment; in
+--reset-owner-ratio of the rounds VHOST_RESET_OWNER comes first, under the running I/O.
 
 Every ioctl error must be one the module documents for that call (kmod-src/README.md); a request
 that does not complete within --timeout, a ring error, a wrong status or wrong data, a thread stuck
@@ -107,6 +109,7 @@ class Round:
         self.readonly = False
         self.ro_gen = 0
         self.closed = False
+        self.reset = False
         self._stop = threading.Event()
         self.ctl = [threading.Lock() for _q in range(self.nq)]
         self.doing = {}                                  # thread name -> (op, since)
@@ -138,6 +141,8 @@ class Round:
             code = errno.errorcode.get(e.errno, str(e.errno))
             if self.closed and (e.errno == errno.ENOTTY or not self.session.dev.IN_KERNEL):
                 self.stats.add("ioctl_after_close")
+            elif self.reset and e.errno == errno.EPERM:
+                self.stats.add("ioctl_after_reset")     # the device has no owner any more
             elif e.errno in may_fail or e.errno in MAY_FAIL.get(name, ()):
                 self.stats.add(f"{name}:{code}")
             else:
@@ -163,6 +168,19 @@ class Round:
         else:
             dev.close()                  # again in cleanup(): the fake takes that
         self.stats.add("closes")
+
+    def reset_owner(self):
+        """VHOST_RESET_OWNER under the running threads, as a VMM resetting a device it keeps open;
+        what the threads see from then on is not checked (the close follows)."""
+        self.closed = self.reset = True
+        self.doing["reset"] = ("reset_owner", time.monotonic())
+        try:
+            self.session.dev.reset_owner()
+            self.stats.add("reset_owner")
+        except OSError as e:
+            self.fail("errno", f"RESET_OWNER failed with {errno.errorcode.get(e.errno, e.errno)} ({e.strerror})")
+        finally:
+            self.doing.pop("reset", None)
 
     def stop(self):
         self._stop.set()
@@ -269,16 +287,30 @@ class Control:
 
     def dirty_log(self):
         """Dirty logging on and off, as a VMM does when a migration starts and ends (SET_LOG_BASE,
-        then SET_FEATURES with LOG_ALL; the bitmap covers every memory table mem_table sets)."""
+        then SET_FEATURES with LOG_ALL; the bitmap covers every memory table mem_table sets); half
+        the time one queue's used ring is logged too meanwhile (SET_VRING_ADDR with the LOG flag)."""
         rd = self.rd
         dev, feats = rd.session.dev, rd.session.features
         with rd.log_lock:
             if not (rd.ioctl("set_log_base", dev.set_log_base, rd.log.hva)[0]
                     and rd.ioctl("set_features_log", dev.set_features, feats | V.bit(V.VHOST_F_LOG_ALL))[0]):
                 return
+            q = self._q() if self.rnd.random() < 0.5 else None
+            if q is not None:
+                self._log_used(q, True)
             time.sleep(self.rnd.random() * 0.005)
+            if q is not None:
+                self._log_used(q, False)
             if rd.ioctl("set_features", dev.set_features, feats)[0]:
                 rd.ioctl("set_log_base_off", dev.set_log_base, 0)
+
+    def _log_used(self, q, on):
+        """SET_VRING_ADDR of queue ``q`` at its addresses, its used ring logged (``on``) or not."""
+        rd = self.rd
+        vq = rd.session.vqs[q]
+        flags, name = (V.bit(V.VHOST_VRING_F_LOG), "set_vring_addr_log") if on else (0, "set_vring_addr_unlog")
+        with rd.ctl[q]:
+            rd.ioctl(name, rd.session.dev.set_vring_addr, q, *vq.hva_addrs(), flags, vq.used if on else 0)
 
     def info(self):
         rd = self.rd
@@ -414,6 +446,11 @@ class RaceFuzzer:
         for t in threads:
             t.start()
         time.sleep(rd.rnd.uniform(0.02, self.args.round_seconds))
+        if rd.rnd.random() < self.args.reset_owner_ratio:
+            resetter = threading.Thread(target=rd.reset_owner, name="reset", daemon=True)
+            threads.append(resetter)
+            resetter.start()
+            resetter.join(self.args.timeout)     # then the close; a hung reset is reported below
         rd.close_device()
         rd.stop()
         deadline = time.monotonic() + self.args.timeout + 10

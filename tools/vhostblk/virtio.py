@@ -10,6 +10,7 @@ F_EVENT_IDX = 29
 F_VERSION_1 = 32
 F_ACCESS_PLATFORM = 33
 VHOST_F_LOG_ALL = 26
+VHOST_VRING_F_LOG = 0           # vhost_vring_addr.flags: log the used ring's writes at log_guest_addr
 
 BLK_F_SIZE_MAX = 1
 BLK_F_SEG_MAX = 2
