@@ -15,12 +15,17 @@ One L2 guest (TCG) in L1 with three vhost-blk-pci disks:
   arrives byte for byte.
 - ``fdset``: a file that starts with the qcow2 magic, passed as an fd (``-add-fd`` and
   ``path=/dev/fdset/1``): QEMU warns and starts, the guest reads the magic, then overwrites it.
+- ``resize``: a 32 MiB file grown while the guest runs: when the guest has written its marker,
+  tests/vmharness/qom_resize.py in L1 asks QEMU over QMP to shrink the disk (refused) and to grow
+  it to 48 MiB (qom-set of the device's ``size``); the guest sees the new capacity without a
+  reboot and its data past the old end reaches L1's file.
 
 Beside the guest: QEMU run by a user without access to /dev/vhost-blk names the problem.
 """
 
-import os
+import json
 import re
+from pathlib import Path
 
 import pytest
 from vmharness import l2
@@ -34,12 +39,19 @@ MODULE_MAX_BYTES = 1 << 30  # VBLK_MAX_IO_BYTES: the module fails a longer read 
 BACKING = "/var/lib/vhost-blk"
 MNT_4KN = "/mnt/vhostblk-4kn"
 FDSET_FILE = f"{BACKING}/fdset.raw"
-# QEMU behind a wrapper that opens the fdset disk as fd 9 (what a management layer does)
-QEMU_WRAPPER = "/var/lib/vhostblk-l2/qemu-with-fd9.sh"
+# QEMU behind a wrapper that opens the fdset disk as fd 9 (what a management layer does), with a
+# QMP socket, and the resizer waiting beside it
+L1_DIR = "/var/lib/vhostblk-l2"
+QEMU_WRAPPER = f"{L1_DIR}/qemu-with-fd9.sh"
+QMP_SOCK = f"{L1_DIR}/qmp-cfg.sock"
+RESIZER = Path(__file__).resolve().parents[1] / "vmharness" / "qom_resize.py"
+RESIZE_LOG = "/var/tmp/resize.log"
+RESIZE_FROM, RESIZE_TO, RESIZE_SHRINK = 32 * MIB, 48 * MIB, 16 * MIB
 DISKS = {
     "thin": {"slot": 0x04, "file": f"{BACKING}/thin.raw", "props": "path={file}"},
     "4kn": {"slot": 0x05, "file": f"{MNT_4KN}/disk.raw", "props": "drive={file},cache-direct=on"},
     "fdset": {"slot": 0x06, "file": FDSET_FILE, "props": "path=/dev/fdset/1"},
+    "resize": {"slot": 0x07, "file": f"{BACKING}/resize.raw", "props": "path={file},id=rsz"},
 }
 LIMITS = ("logical_block_size", "physical_block_size", "max_segments", "max_segment_size", "max_hw_sectors_kb",
           "discard_granularity", "discard_max_hw_bytes", "write_zeroes_max_bytes")
@@ -75,7 +87,30 @@ echo "ZERO-READ thin $(dd if=$D bs=1M skip=8 count=24 2>/dev/null | tr -d '\\000
 """
 WRAPPER_SH = f"""#!/bin/sh
 exec 9<>{FDSET_FILE}
-exec {QEMU_IN_L1} "$@"
+python3 {L1_DIR}/{RESIZER.name} {QMP_SOCK} {DISKS['resize']['file']} rsz {RESIZE_SHRINK} {RESIZE_TO} \
+    > {RESIZE_LOG} 2>&1 9<&- &
+exec {QEMU_IN_L1} -qmp unix:{QMP_SOCK},server=on,wait=off "$@"
+"""
+# the marker, then wait (up to 5 minutes) for the new capacity, then write past the old end
+RESIZE_SH = f"""
+D=$DISK_resize
+n=${{D#/dev/}}
+before=$(cat /sys/block/$n/size)
+echo "RESIZE-BEFORE resize $before"
+printf RESIZE-READY | dd of=$D bs=512 count=1 conv=sync,notrunc 2>/dev/null
+sync
+blockdev --flushbufs $D
+i=0
+while [ "$(cat /sys/block/$n/size)" = "$before" ] && [ $i -lt 300 ]; do sleep 1; i=$((i + 1)); done
+echo "RESIZE-AFTER resize $(cat /sys/block/$n/size)"
+dd if=/dev/urandom of=/tmp/grown bs=1M count=16 2>/dev/null
+dd if=/tmp/grown of=$D bs=1M seek={RESIZE_FROM // MIB} conv=notrunc 2>/dev/null
+sync
+blockdev --flushbufs $D
+echo 3 > /proc/sys/vm/drop_caches
+echo "RESIZE-SHA resize $(sha256sum < /tmp/grown | cut -d' ' -f1) \
+$(dd if=$D bs=1M skip={RESIZE_FROM // MIB} count=16 2>/dev/null | sha256sum | cut -d' ' -f1)"
+echo "RESIZE-DMESG resize $(dmesg | grep -i 'capacity change' | tail -2 | tr '\\n' '|')"
 """
 FDSET_SH = """
 echo "MAGIC fdset $(head -c 4 $DISK_fdset | od -An -tx1 | tr -d ' \\n')"
@@ -85,7 +120,7 @@ echo "MAGIC fdset $(head -c 4 $DISK_fdset | od -An -tx1 | tr -d ' \\n')"
 def payload() -> str:
     sh = "".join(limits_sh(label, d["slot"]) for label, d in DISKS.items())
     return sh + THIN_SH + FDSET_SH + disk_pattern_sh("4kn", DISKS["4kn"]["slot"], 8) + disk_pattern_sh(
-        "fdset", DISKS["fdset"]["slot"], 4)
+        "fdset", DISKS["fdset"]["slot"], 4) + RESIZE_SH
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +138,9 @@ def _prepare_backings(hv) -> str:
                   f"losetup -f --show --sector-size 4096 {BACKING}/4kn.img").stdout.strip()
     hv.run(f"mkfs.ext4 -q -F -b 4096 {loop} && mount {loop} {MNT_4KN} && truncate -s 32M {MNT_4KN}/disk.raw && "
            f"blockdev --getss {loop}")
-    hv.run(f"mkdir -p {os.path.dirname(QEMU_WRAPPER)} && cat > {QEMU_WRAPPER} && chmod 755 {QEMU_WRAPPER}",
-           input_text=WRAPPER_SH)
+    hv.run(f"rm -f {DISKS['resize']['file']} {RESIZE_LOG} && truncate -s {RESIZE_FROM} {DISKS['resize']['file']}")
+    hv.run(f"mkdir -p {L1_DIR} && cat > {QEMU_WRAPPER} && chmod 755 {QEMU_WRAPPER}", input_text=WRAPPER_SH)
+    hv.put([RESIZER], f"{L1_DIR}/")
     return loop
 
 
@@ -193,6 +229,28 @@ def test_fdset_disk_with_qcow2_magic_starts_with_a_warning(hv, guest, evidence):
     evidence(f"guest config fdset (path=/dev/fdset/1): QEMU said '{warning.strip()}'; guest read the magic, "
              f"wrote {guest_sha}, L1 has {on_l1}")
     assert guest_sha == console_value(guest, "READBACK-SHA", "fdset") == on_l1
+
+
+def test_resize_grows_the_disk_under_the_running_guest(hv, guest, evidence):
+    steps = {}
+    for line in hv.run(f"cat {RESIZE_LOG}").stdout.splitlines():
+        doc = json.loads(line)
+        steps[doc["step"]] = doc["reply"]
+    shrink = steps.get("shrink", {}).get("error", {}).get("desc", "")
+    assert "can grow, not shrink" in shrink, steps
+    assert steps.get("grow") == {"return": {}}, steps
+    assert steps.get("get") == {"return": RESIZE_TO}, steps
+    before, after = (int(console_value(guest, key, "resize")) for key in ("RESIZE-BEFORE", "RESIZE-AFTER"))
+    wrote, read_back = console_value(guest, "RESIZE-SHA", "resize").split()
+    resize = DISKS["resize"]["file"]
+    on_l1 = hv.run(f"tail -c +{RESIZE_FROM + 1} {resize} | sha256sum | cut -d' ' -f1").stdout.strip()
+    size_l1 = int(hv.run(f"stat -c %s {resize}").stdout)
+    evidence(f"guest config resize (qom-set size): shrink to {RESIZE_SHRINK >> 20} MiB refused ('{shrink}'); "
+             f"grown to {RESIZE_TO >> 20} MiB: guest capacity {before} -> {after} sectors without a reboot "
+             f"({console_value(guest, 'RESIZE-DMESG', 'resize')}); wrote {wrote} past the old end, read back "
+             f"{read_back}, L1 file {size_l1} bytes has {on_l1} there")
+    assert (before, after) == (RESIZE_FROM // 512, RESIZE_TO // 512)
+    assert wrote == read_back == on_l1 and size_l1 == RESIZE_TO
 
 
 def test_no_access_to_dev_vhost_blk_is_a_clear_error(hv):
