@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-2.0-or-later
-"""Command line: ``PYTHONPATH=tests python -m vmharness {image,create,reboot,destroy,ssh,list,sweep}``."""
+"""Command line: ``PYTHONPATH=tests python -m vmharness {image,create,reboot,destroy,ssh,list,sweep,udp-ports}``."""
 
 import argparse
 import json
@@ -13,6 +13,7 @@ from .image import build_image
 from .instance import Instance, create, destroy
 from .packages import build_repo_image
 from .paths import state_dir
+from .qemu import PeerLink, free_udp_ports
 from .reboot import reboot
 from .recipe import RECIPES, get_recipe
 from .ssh import ssh_command
@@ -45,6 +46,14 @@ def main(argv=None) -> int:
     p.add_argument("--extra-disk", action="append", default=[], help="read-only extra disk for L1 (repeatable)")
     p.add_argument("--memory", type=int, default=4096, help="L1 memory in MiB")
     p.add_argument("--keep-logs-in", help="copy serial/qemu logs here when the VM stops")
+    p.add_argument("--peer-link", metavar="LOCAL:REMOTE",
+                   help="second NIC on a UDP link to another L1 (its --peer-link is REMOTE:LOCAL); needs --peer-mac")
+    p.add_argument("--peer-mac", help="MAC address of the peer-link NIC (L1 configures its address by it)")
+    p.add_argument("--shared-disk", action="append", default=[],
+                   help="raw image this L1 writes together with others (repeatable): /dev/disk/by-id/virtio-"
+                        "vhostblk-sharedN in L1")
+    p = sub.add_parser("udp-ports", help="print COUNT free UDP ports on 127.0.0.1 as a JSON list (for --peer-link)")
+    p.add_argument("--count", type=int, default=2)
     p = sub.add_parser("reboot", help="reboot an L1 into the kernel its disk boots by default (/vmlinuz)")
     p.add_argument("name")
     p = sub.add_parser("destroy", help="stop an L1 and delete its overlay")
@@ -64,9 +73,13 @@ def main(argv=None) -> int:
             image = build_image(recipe, log=lambda m: print(m, file=sys.stderr))
             print(build_repo_image(recipe, image, Path(args.out)))
         elif args.cmd == "create":
+            if bool(args.peer_link) != bool(args.peer_mac):
+                raise HarnessError("--peer-link and --peer-mac go together")
             inst = create(args.name, distro=args.distro, base=base, owner=args.owner_pid,
                           extra_disks=[Path(d) for d in args.extra_disk], memory_mib=args.memory,
                           keep_logs_in=Path(args.keep_logs_in) if args.keep_logs_in else None,
+                          peer_link=PeerLink.parse(args.peer_link, args.peer_mac) if args.peer_link else None,
+                          shared_disks=[Path(d) for d in args.shared_disk],
                           log=lambda m: print(m, file=sys.stderr))
             print(json.dumps({"instance": args.name, "dir": str(inst.dir), **inst.ansible_host_vars()}))
         elif args.cmd == "reboot":
@@ -87,6 +100,10 @@ def main(argv=None) -> int:
             for d in sorted(base.glob("*/state.json")):
                 inst = Instance(d.parent)
                 print(f"{inst.name}\tport {inst.port}\t{'running' if inst.qemu_alive() else 'stopped'}")
+        elif args.cmd == "udp-ports":
+            if not 1 <= args.count <= 16:
+                raise HarnessError(f"--count {args.count}: 1 to 16")
+            print(json.dumps(free_udp_ports(args.count)))
         elif args.cmd == "sweep":
             for d in sorted(base.glob("*/state.json")):
                 destroy(d.parent)

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 from . import HarnessError, proc
 from .image import Image, build_image
 from .paths import REPO_ROOT, state_dir
-from .qemu import BootSpec, default_accel, free_port, l1_command, overlay_command, tail
+from .qemu import BootSpec, PeerLink, default_accel, free_port, l1_command, overlay_command, tail
 from .recipe import get_recipe
 from .ssh import scp_command, scp_from_command, ssh_command
 from .supervisor import RUNTIME, STATE
@@ -121,12 +121,18 @@ def _owner_from_env() -> Optional[proc.ProcId]:
 def create(name: str, distro: str = "debian12", base: Optional[Path] = None, owner: Optional[int] = None,
            extra_disks: Sequence[Path] = (), memory_mib: int = 4096, ttl: float = 4 * 3600,
            boot_timeout: float = DEFAULT_BOOT_TIMEOUT, image: Optional[Image] = None,
-           keep_logs_in: Optional[Path] = None, log=print) -> Instance:
+           keep_logs_in: Optional[Path] = None, peer_link: Optional[PeerLink] = None,
+           shared_disks: Sequence[Path] = (), log=print) -> Instance:
     """Boot a throwaway L1 VM and wait for SSH.
 
     The VM is owned by ``owner`` (a PID; default $VHOSTBLK_OWNER_PID): when that process ends,
-    however it ends, the supervisor stops qemu and deletes the overlay.
+    however it ends, the supervisor stops qemu and deletes the overlay. ``peer_link`` gives it a
+    second NIC linked to one other L1, ``shared_disks`` raw images it writes together with others
+    (qemu.l1_command).
     """
+    for shared in shared_disks:
+        if not Path(shared).is_file():
+            raise HarnessError(f"shared disk {shared} does not exist (create it first, e.g. qemu-img create -f raw)")
     image = image or build_image(get_recipe(distro), log=log)
     base = Path(base) if base else state_dir() / "instances"
     inst_dir = base / name
@@ -137,7 +143,8 @@ def create(name: str, distro: str = "debian12", base: Optional[Path] = None, own
     subprocess.run(overlay_command(image.disk, overlay), check=True)
     spec = BootSpec(kernel=image.kernel, initrd=image.initrd, disk=overlay, ssh_port=free_port(),
                     serial_log=inst_dir / "serial.log", accel=default_accel(), memory_mib=memory_mib,
-                    extra_disks=tuple(Path(p) for p in extra_disks),
+                    extra_disks=tuple(Path(p) for p in extra_disks), peer_link=peer_link,
+                    shared_disks=tuple(Path(p) for p in shared_disks),
                     qemu=os.environ.get("VHOSTBLK_QEMU", "qemu-system-x86_64"))
     owner_id = proc.identity(owner) if owner else _owner_from_env()
     state = {"name": name, "argv": l1_command(spec), "ssh_port": spec.ssh_port, "key": str(image.key),
