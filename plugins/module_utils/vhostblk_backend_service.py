@@ -132,6 +132,25 @@ def conf_values(text):
     return values
 
 
+def conf_with_option(text, word):
+    """Conf text ``text`` with daemon option ``word`` added to OPTIONS (once; the rest unchanged).
+
+    The drain hook gives the destination of a live migration its source's configuration with
+    ``--shared`` this way."""
+    if not word.startswith('--') or re.search(r'[\s"\'\\$`]', word):
+        raise VhostBlkError(f'Daemon option {word!r} must start with -- and hold no white space, quotes, '
+                            "'\\', '$' or '`'")
+    if conf_owner(text) is None:
+        raise VhostBlkError('not a back-end configuration of vhostblk.fleet.disk (no marker line): '
+                            f'{(text or "").splitlines()[:1]}')
+    options = conf_values(text).get('OPTIONS', '').split()
+    if word in options:
+        return text
+    lines = [line for line in text.splitlines() if not re.match(r'^\s*OPTIONS=', line)]
+    lines.append(f'OPTIONS="{" ".join(options + [word])}"')
+    return '\n'.join(lines) + '\n'
+
+
 class BackendService:
     """vhost-blk-user@ instances on one host.
 

@@ -13,10 +13,11 @@ from vmharness.paths import REPO_ROOT
 COMMANDS = {"ansible.builtin.command", "ansible.builtin.shell", "command", "shell"}
 INCLUDES = {"ansible.builtin.include_tasks", "ansible.builtin.import_tasks", "include_tasks", "import_tasks"}
 TASK_LISTS = ("tasks", "pre_tasks", "post_tasks", "handlers", "block", "rescue", "always")
-# every task file and playbook that ansible-playbook --check runs: the roles, the playbooks and the
-# molecule playbooks whose converge the verify tests run again in check mode
+# every task file and playbook that ansible-playbook --check runs: the roles, the playbooks (and the task
+# files they include: the drain hook), the molecule playbooks whose converge the verify tests run again in check mode
 FILES = sorted([*REPO_ROOT.glob("roles/*/tasks/*.yml"), *REPO_ROOT.glob("roles/*/handlers/*.yml"),
-                *REPO_ROOT.glob("playbooks/*.yml"), *REPO_ROOT.glob("molecule/*/converge.yml")])
+                *REPO_ROOT.glob("playbooks/*.yml"), *REPO_ROOT.glob("playbooks/tasks/*.yml"),
+                *REPO_ROOT.glob("molecule/*/converge.yml")])
 
 
 def _guarded(task):
