@@ -65,6 +65,8 @@ OPT_IN_MARKERS = {
     "kernel_upgrade": ("--kernel-upgrade", "molecule scenario kernel-upgrade (about 30 minutes)"),
     "debian13": ("--debian13", "molecule scenario default on a Debian 13 L1 (about 30 minutes)"),
     "upgrade": ("--upgrade", "molecule scenario upgrade: previous release, upgrade, rollback (about 30 minutes)"),
+    "migrate_fleet": ("--migrate-fleet", "molecule scenario migrate: virsh migrate --live between two L1 hypervisors "
+                      "and the rollout's drain hook (about 45 minutes)"),
     "debug_kernel": ("--debug-kernel", "the module under a KASAN/lockdep/kmemleak kernel in virtme-ng (the first run "
                      "builds that kernel: about 40 minutes)"),
 }

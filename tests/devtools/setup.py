@@ -32,9 +32,10 @@ def cmd_setup(_args) -> int:
 #   --debian13            tests marked debian13: molecule scenario default on a Debian 13 L1
 #   --debug-kernel        tests marked debug_kernel: the module under KASAN/lockdep/kmemleak (virtme-ng)
 #   --upgrade             tests marked upgrade: molecule scenario upgrade (previous release -> this one)
+#   --migrate-fleet       tests marked migrate_fleet: molecule scenario migrate (two L1s, virsh migrate, drain hook)
 OPT_IN_FLAGS = {"--migration": "VHOSTBLK_MIGRATION", "--kernel-upgrade": "VHOSTBLK_KERNEL_UPGRADE",
                 "--debian13": "VHOSTBLK_DEBIAN13", "--debug-kernel": "VHOSTBLK_DEBUG_KERNEL",
-                "--upgrade": "VHOSTBLK_UPGRADE"}
+                "--upgrade": "VHOSTBLK_UPGRADE", "--migrate-fleet": "VHOSTBLK_MIGRATE_FLEET"}
 
 
 def cmd_test(args) -> int:
@@ -54,6 +55,10 @@ def cmd_test(args) -> int:
     tests/host/test_debug_kernel.py); the kernel is built once (about 40 minutes) and cached.
     ``--upgrade``: also run molecule scenario upgrade (marker ``upgrade``): two L1s install the
     previous release's packages (prebuilt, dkms_deb), upgrade, roll back and go forward again.
+    ``--migrate-fleet``: also run molecule scenario migrate (marker ``migrate_fleet``): two L1s on a
+    peer link and a shared disk, ``virsh migrate --live`` of a writing guest with a vhost-blk disk, a
+    destination without the module, and the rollout with the drain hook (a flag of its own, not
+    ``--migration``: two L1s for about 45 minutes against one L1 for about 11).
     """
     rc = cmd_setup([])
     if rc:

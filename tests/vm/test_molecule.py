@@ -21,13 +21,16 @@ from vmharness.paths import REPO_ROOT
 # off there: there are no patched QEMU 10.0 packages for Debian 13 yet.
 SCENARIOS = ["default", "rollout", "remove", pytest.param("kernel-upgrade", marks=pytest.mark.kernel_upgrade),
              pytest.param("default-debian13", marks=pytest.mark.debian13),
-             pytest.param("upgrade", marks=pytest.mark.upgrade)]
+             pytest.param("upgrade", marks=pytest.mark.upgrade),
+             pytest.param("migrate", marks=pytest.mark.migrate_fleet)]
 # run name -> (molecule scenario, environment it runs with)
 VARIANTS = {
     "default-debian13": ("default", {"VHOSTBLK_MOLECULE_DISTRO": "debian13", "VHOSTBLK_MOLECULE_QEMU_DEVICE": "false",
                                      "VHOSTBLK_QEMU_PACKAGES": "0"}),
 }
 QEMU_DEVICE_OFF = "qemu-device transport off for this run"
+# minutes a scenario may take when not the default 45 (migrate: two L1s, an L2 guest, three migrations)
+TIMEOUT_MIN = {"migrate": 75}
 
 
 @pytest.mark.slow
@@ -43,7 +46,7 @@ def test_molecule_scenario(scenario, evidence):
         evidence(f"{scenario}: patched-QEMU part off (qemu-device transport, vhost-blk-pci guest, verify tests "
                  "marked patched_qemu deselected): no patched QEMU packages for this distribution yet")
     res = subprocess.run(["molecule", "test", "-s", molecule_scenario], cwd=REPO_ROOT, env=env, capture_output=True,
-                         text=True, timeout=45 * 60, check=False)
+                         text=True, timeout=TIMEOUT_MIN.get(scenario, 45) * 60, check=False)
     out = res.stdout + res.stderr
     print(out[-20000:])
     print(f"molecule test -s {molecule_scenario} ({scenario}): rc={res.returncode} in {time.monotonic() - start:.0f}s")
@@ -71,6 +74,9 @@ def test_molecule_scenario(scenario, evidence):
     # upgrade: what each step (previous release, upgrade, rollback, latest) left on each host
     for line in re.findall(r'^\s*"msg": "(upgrade step .*)",?$', out, re.M):
         evidence(f"molecule {scenario}: {line}")
+    # migrate: checkpoints of the guest's writes, the failed and the done migrations, QEMU's downtime
+    for line in re.findall(r'^\s*"(migrate: .*?)",?$', out, re.M):
+        evidence(f"molecule {scenario}: {line.removeprefix('migrate: ')}")
     # the benchmark's table (side effect; numbers from emulation, never asserted)
     for line in re.findall(r'^\s*"(\S+-qd\d+-j\d+: .*|\S+: not measured, .*)",?$', out, re.M):
         evidence(f"molecule {scenario} benchmark: {line}")
