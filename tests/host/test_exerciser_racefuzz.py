@@ -95,7 +95,7 @@ class MemTableENOMEM(FakeVhostBlk):
 
 def test_catches_undocumented_errno(tmp_path):
     doc = caught(tmp_path, MemTableENOMEM, "every ioctl result as documented",
-           "--rounds", "3", "--round-seconds", "0.5", "--timeout", "5", "--ops", "mem_table")
+                 "--rounds", "3", "--round-seconds", "0.5", "--timeout", "5", "--ops", "mem_table")
     assert any("ENOMEM" in s for s in doc["info"]["samples"])
 
 
