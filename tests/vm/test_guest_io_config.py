@@ -51,7 +51,7 @@ DISKS = {
     "thin": {"slot": 0x04, "file": f"{BACKING}/thin.raw", "props": "path={file}"},
     "4kn": {"slot": 0x05, "file": f"{MNT_4KN}/disk.raw", "props": "drive={file},cache-direct=on"},
     "fdset": {"slot": 0x06, "file": FDSET_FILE, "props": "path=/dev/fdset/1"},
-    "resize": {"slot": 0x07, "file": f"{BACKING}/resize.raw", "props": "path={file},id=rsz"},
+    "resize": {"slot": 0x08, "file": f"{BACKING}/resize.raw", "props": "path={file},id=rsz"},
 }
 LIMITS = ("logical_block_size", "physical_block_size", "max_segments", "max_segment_size", "max_hw_sectors_kb",
           "discard_granularity", "discard_max_hw_bytes", "write_zeroes_max_bytes")
