@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
+from fake_image import fake_image
 from vmharness import HarnessError, proc
-from vmharness.image import Image
 from vmharness.instance import Instance, create, destroy
 from vmharness.supervisor import RUNTIME, STATE
 
@@ -76,18 +76,9 @@ def test_destroy_stops_qemu_and_removes_overlay(tmp_path, fake_qemu):
     assert not proc.pids_with_arg(str(inst.dir / "overlay.qcow2"))
 
 
-def _fake_image(tmp_path) -> Image:
-    img = Image(tmp_path / "image")
-    img.path.mkdir()
-    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(img.disk), "1M"], check=True)
-    for f in (img.kernel, img.initrd, img.key, img.path / "recipe.json"):
-        f.write_text("x")
-    return img
-
-
 def test_boot_timeout_is_clear_and_cleans_up(tmp_path, fake_qemu):
     with pytest.raises(HarnessError) as err:
-        create("t-timeout", base=tmp_path / "inst", image=_fake_image(tmp_path), boot_timeout=4, log=lambda m: None)
+        create("t-timeout", base=tmp_path / "inst", image=fake_image(tmp_path), boot_timeout=4, log=lambda m: None)
     msg = str(err.value)
     assert "did not answer SSH" in msg and "FAKE-SERIAL-MARKER" in msg, msg
     assert not (tmp_path / "inst" / "t-timeout").exists()
@@ -101,7 +92,7 @@ def test_qemu_dying_during_boot_fails_fast(tmp_path, monkeypatch):
     monkeypatch.setenv("VHOSTBLK_QEMU", str(fake))
     start = time.monotonic()
     with pytest.raises(HarnessError, match="qemu exited during boot|cannot set up guest memory|did not answer"):
-        create("t-dies", base=tmp_path / "inst", image=_fake_image(tmp_path), boot_timeout=60, log=lambda m: None)
+        create("t-dies", base=tmp_path / "inst", image=fake_image(tmp_path), boot_timeout=60, log=lambda m: None)
     assert time.monotonic() - start < 30
     assert not (tmp_path / "inst" / "t-dies").exists()
 

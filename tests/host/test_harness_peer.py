@@ -5,14 +5,13 @@ validation, and create() handing them to QEMU (a fake qemu records its argv)."""
 
 import json
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from fake_image import fake_image
 from vmharness import HarnessError, qemu
 from vmharness.__main__ import main
-from vmharness.image import Image
 from vmharness.instance import create
 
 FAKE_QEMU = """#!{python}
@@ -126,15 +125,6 @@ def test_cli_create_refuses_bad_peer_options_before_booting(tmp_path, capsys, ex
     assert not (tmp_path / "inst" / "hv1").exists()
 
 
-def _fake_image(tmp_path) -> Image:
-    img = Image(tmp_path / "image")
-    img.path.mkdir()
-    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(img.disk), "1M"], check=True)
-    for f in (img.kernel, img.initrd, img.key, img.path / "recipe.json"):
-        f.write_text("x")
-    return img
-
-
 def test_create_hands_peer_link_and_shared_disk_to_qemu(tmp_path, monkeypatch):
     """create() boots QEMU with them (a fake qemu records its argv, then never answers SSH)."""
     fake = tmp_path / "fake-qemu"
@@ -147,7 +137,7 @@ def test_create_hands_peer_link_and_shared_disk_to_qemu(tmp_path, monkeypatch):
     shared.write_bytes(b"\0" * 4096)
     link = qemu.PeerLink(40011, 40012, "52:54:00:76:62:01")
     with pytest.raises(HarnessError, match="did not answer SSH"):
-        create("hv1", base=tmp_path / "inst", image=_fake_image(tmp_path), boot_timeout=3, log=lambda m: None,
+        create("hv1", base=tmp_path / "inst", image=fake_image(tmp_path), boot_timeout=3, log=lambda m: None,
                peer_link=link, shared_disks=[shared])
     argv = json.loads(recorded.read_text())
     assert "socket,id=n1,udp=127.0.0.1:40012,localaddr=127.0.0.1:40011" in argv
