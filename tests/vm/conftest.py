@@ -76,15 +76,15 @@ def vhostblk_hv(tmp_path_factory):
             release_shared("vhostblk_hv")
 
 
+@pytest.fixture(scope="module")
+def hv(vhostblk_hv):
+    """The guest tests' name for the shared L1 with the module and the patched QEMU."""
+    return vhostblk_hv
+
+
 def release_shared(name):
     """Stop the shared L1 ``name`` now (it is stopped once, whoever asks first)."""
     stop = _SHARED.pop(name, None)
     if stop is not None:
         stop()
 
-
-@pytest.fixture()
-def no_shared_l1():
-    """For tests that boot their own VMs: stop every shared L1 first (two cores for everyone)."""
-    for name in list(_SHARED):
-        release_shared(name)

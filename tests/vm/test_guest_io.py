@@ -39,12 +39,6 @@ TOOLS_DONE = 'echo "PHASE tools-ready $(cut -d" " -f1 /proc/uptime)"\n'
 
 
 @pytest.fixture(scope="module")
-def hv(vhostblk_hv):
-    """The shared L1 with the module and the patched QEMU (tests/vm/conftest.py)."""
-    return vhostblk_hv
-
-
-@pytest.fixture(scope="module")
 def tools(hv):
     disk = build_tools_disk(hv)
     print(f"L2 tools disk: {disk.path}, {disk.size >> 20} MiB")

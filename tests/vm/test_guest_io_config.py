@@ -123,12 +123,6 @@ def payload() -> str:
         "fdset", DISKS["fdset"]["slot"], 4) + RESIZE_SH
 
 
-@pytest.fixture(scope="module")
-def hv(vhostblk_hv):
-    """The shared L1 with the module and the patched QEMU (tests/vm/conftest.py)."""
-    return vhostblk_hv
-
-
 def _prepare_backings(hv) -> str:
     """The three backing files in L1; returns the 4Kn loop device."""
     hv.run(f"mkdir -p {BACKING} {MNT_4KN} && rm -f {BACKING}/thin.raw {FDSET_FILE} && "

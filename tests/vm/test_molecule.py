@@ -34,7 +34,6 @@ TIMEOUT_MIN = {"migrate": 75}
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("no_shared_l1")
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_molecule_scenario(scenario, evidence):
     start = time.monotonic()

@@ -36,7 +36,6 @@ class BootSpec:
 # end fails when it starts before the listening one, and molecule boots its VMs at once), and unlike
 # mcast= it works on a loopback without the MULTICAST flag. The ports are the pair's own (two runs
 # never share a segment). L1 configures the address itself (it knows the NIC by its MAC).
-PEER_MAC_PREFIX = "52:54:00:76:62:"
 
 
 @dataclass(frozen=True)
