@@ -87,4 +87,3 @@ def release_shared(name):
     stop = _SHARED.pop(name, None)
     if stop is not None:
         stop()
-
